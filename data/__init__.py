@@ -1,0 +1,1 @@
+"""Data helpers: the FineWeb shard format of the benchmark and its downloader."""
