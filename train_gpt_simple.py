@@ -1,0 +1,421 @@
+"""The Modded-NanoGPT optimization benchmark (track 3) in one file.
+
+Train a fixed GPT-2-small on a fixed FineWeb stream, 524,288 tokens per step; change only the
+optimizer, its hyperparameters and schedule, and the init (the "Optimizer" and "Init & Optim
+Hyperparams" sections). Score: the number of steps to val loss 3.28.
+
+    torchrun --standalone --nproc_per_node=8 train_gpt_simple.py [num_trials]
+    SEED=1234 torchrun ...     replays the logged seed 1234 (later trials: 1235, 1236, ...)
+
+The whole file is printed at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
+"""
+import glob
+import math
+import os
+import sys
+import time
+import uuid
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+# -----------------------------------------------------------------------------
+# Dataloader
+
+
+def shard_token_count(path):
+    """Token count of the shard at `path` from its header, after checking the header and file size."""
+    with open(path, "rb") as f:
+        header = f.read(1024)
+    magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
+    redownload = "re-download it with: python data/cached_fineweb10B.py"
+    if len(header) < 1024 or magic != 20240520 or version != 1:
+        raise ValueError(f"{path}: not a token shard of this benchmark (magic {magic}, version {version}, "
+                         f"header {len(header)} bytes; expected 20240520, 1, 1024); {redownload}")
+    size = os.path.getsize(path)
+    if size != 1024 + 2 * count:
+        raise ValueError(f"{path}: truncated or damaged: {size} bytes, but its header promises {count} tokens "
+                         f"= {1024 + 2 * count} bytes; {redownload}")
+    return count
+
+
+def load_data_shard(path):
+    """All tokens of one shard (a 1024-byte header, then uint16 tokens) as a uint16 tensor."""
+    count = shard_token_count(path)
+    return torch.from_file(path, False, 512 + count, dtype=torch.uint16)[512:]
+
+
+def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024, device="cuda"):
+    """Yield this rank's (inputs, targets) for every step: the benchmark's stream, token for token.
+
+    Shards in name order; a step takes batch_size + 1 tokens from `pos`, or moves to the next
+    shard when they do not fit (the tail of each shard is skipped). Rank r takes the r-th slice.
+    """
+    files, local = iter(sorted(glob.glob(filename_pattern))), batch_size // world_size
+    tokens, pos = torch.empty(0, dtype=torch.uint16), 0
+    while True:
+        while pos + batch_size + 1 >= len(tokens):
+            path = next(files, None)
+            if path is None:
+                raise ValueError(f"ran out of tokens in {filename_pattern}; download more chunks")
+            tokens, pos = load_data_shard(path), 0
+        buf = tokens[pos + rank * local:][:local + 1].to(device=device, dtype=torch.int32, non_blocking=True)
+        pos += batch_size
+        yield buf[:-1].view(-1, seq_len), buf[1:].view(-1, seq_len).long()
+
+
+def steps_in_shard(num_tokens, batch_size):
+    """How many steps of `batch_size` tokens the stream above takes from a shard of num_tokens."""
+    return max(0, math.ceil((num_tokens - batch_size - 1) / batch_size))
+
+# -----------------------------------------------------------------------------
+# Architecture
+
+
+def norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gains = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.rms_norm(x, (x.size(-1),), self.gains.type_as(x))
+
+
+class Linear(nn.Linear):
+    """nn.Linear that casts its fp32 master weights to the activations' dtype (bf16) at use."""
+
+    def forward(self, x):
+        return F.linear(x, self.weight.type_as(x), self.bias.type_as(x))
+
+
+class Rotary(nn.Module):
+    def __init__(self, head_dim, max_seq_len=1024):
+        super().__init__()
+        freqs = (1 / 1024) ** torch.linspace(0, 1, head_dim // 4)
+        freqs = torch.cat([freqs, freqs.new_zeros(head_dim // 4)])  # half of the pairs do not rotate
+        theta = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)
+        self.register_buffer("cos", theta.cos(), persistent=False)
+        self.register_buffer("sin", theta.sin(), persistent=False)
+
+    def forward(self, x):  # x: (B, T, heads, head_dim)
+        cos, sin = self.cos[None, :x.size(1), None], self.sin[None, :x.size(1), None]
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.num_heads = max(1, dim // 128)  # heads of dim 128 (one narrower head in tiny test models)
+        self.head_dim = dim // self.num_heads
+        self.q, self.k, self.v, self.proj = (Linear(dim, dim) for _ in range(4))
+        self.rotary = Rotary(self.head_dim)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (f(x).view(B, T, self.num_heads, self.head_dim) for f in (self.q, self.k, self.v))
+        q, k = self.rotary(norm(q)), self.rotary(norm(k))
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True, scale=0.12)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc, self.proj = Linear(dim, 4 * dim), Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return self.proj(F.relu(self.fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm1, self.attn, self.norm2, self.mlp = RMSNorm(dim), CausalSelfAttention(dim), RMSNorm(dim), MLP(dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size, num_layers, model_dim):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, model_dim, dtype=torch.bfloat16)  # sets the activation dtype
+        self.blocks = nn.ModuleList(Block(model_dim) for _ in range(num_layers))
+        self.norm1, self.norm2 = RMSNorm(model_dim), RMSNorm(model_dim)
+        self.proj = Linear(model_dim, vocab_size)
+
+    def forward(self, inputs, targets):
+        """Cross-entropy summed (not averaged) over all tokens."""
+        x = self.norm1(self.embed(inputs))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.proj(self.norm2(x)).float()
+        logits = 15 * logits * torch.rsqrt(logits.square() + 225)  # soft cap at +-15
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
+
+# -----------------------------------------------------------------------------
+# Optimizer
+
+
+def newton_schulz(G, steps=12):
+    """Orthogonalize every matrix of a (..., m, n) batch in bfloat16: singular values go to ~1."""
+    X = G.bfloat16()
+    if G.size(-2) > G.size(-1):
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        A = X @ X.mT
+        X = 2 * X + (-1.5 * A + 0.5 * A @ A) @ X
+    return X.mT if G.size(-2) > G.size(-1) else X
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum (Nesterov) whose update is orthogonalized by Newton-Schulz.
+
+    Same-shape matrices form a stack, orthogonalized in one batched call. With W ranks, rank r
+    owns the r-th contiguous 1/W of every stack: only it needs their summed gradients (see
+    `owner`), keeps their momentum, orthogonalizes and updates them; an all-gather then hands
+    the new matrices to every rank, so no rank repeats another's work.
+    """
+
+    def __init__(self, params, lr, weight_decay, mu):
+        params = list(params)
+        shapes = sorted({tuple(p.shape) for p in params})
+        super().__init__([dict(params=[p for p in params if tuple(p.shape) == s]) for s in shapes],
+                         dict(lr=lr, weight_decay=weight_decay, mu=mu))
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.owner = {}  # parameter -> the rank that updates it
+        for group in self.param_groups:
+            per_rank = math.ceil(len(group["params"]) / self.world_size)
+            self.owner.update({p: i // per_rank for i, p in enumerate(group["params"])})
+        self.newton_schulz = torch.compile(newton_schulz) if params[0].is_cuda else newton_schulz
+
+    @torch.no_grad()
+    def step(self):
+        gathers = []
+        for group in self.param_groups:
+            P, lr, wd, mu = group["params"], group["lr"], group["weight_decay"], group["mu"]
+            mine = [p for p in P if self.owner[p] == self.rank]
+            per_rank = math.ceil(len(P) / self.world_size)
+            new = P[0].new_zeros(per_rank, *P[0].shape)
+            if mine:
+                grads = [p.grad for p in mine]
+                bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in mine]
+                torch._foreach_lerp_(bufs, grads, 1 - mu)  # m = mu*m + (1-mu)*g
+                u = torch.stack(grads).lerp_(torch.stack(bufs), mu)  # Nesterov: (1-mu)*g + mu*m
+                u = self.newton_schulz(u) * max(1, P[0].size(-2) / P[0].size(-1)) ** 0.5
+                new[:len(mine)] = torch.stack(mine).mul_(1 - lr * wd).sub_(u, alpha=lr)
+            if self.world_size == 1:
+                torch._foreach_copy_(P, list(new))
+            else:
+                out = new.new_empty(self.world_size * per_rank, *P[0].shape)
+                gathers.append((dist.all_gather_into_tensor(out, new, async_op=True), P, out))
+        for work, P, out in gathers:
+            work.wait()
+            torch._foreach_copy_(P, list(out[:len(P)]))
+
+# -----------------------------------------------------------------------------
+# Setup: the benchmark's fixed facts. Change them and your numbers no longer compare.
+
+train_files = "data/fineweb10B/fineweb_train_*.bin"
+val_files = "data/fineweb10B/fineweb_val_*.bin"
+vocab_size, num_layers, model_dim = 50304, 12, 768  # GPT-2's 50,257 tokens padded to a multiple of 128
+batch_size = 8 * 64 * 1024  # tokens per step, split over ranks and microbatches
+seq_len = 1024
+val_tokens = 20 * 524288
+device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
+micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
+log_dir = "logs"
+
+# -----------------------------------------------------------------------------
+# Init & Optim Hyperparams
+
+train_steps = 3250
+
+
+def init_params(model):
+    for name, p in model.named_parameters():
+        if name.endswith("gains"):
+            nn.init.ones_(p)
+        elif name.endswith("bias") or "proj" in name:  # both projections of every block and the head
+            nn.init.zeros_(p)
+        elif name == "embed.weight":
+            nn.init.normal_(p, std=1.0)
+        else:
+            nn.init.normal_(p, std=(0.33 / p.size(-1)) ** 0.5)
+
+
+def make_optimizers(model):
+    adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.7),
+                              dict(params=[model.proj.weight], lr=0.004),
+                              dict(params=[p for p in model.parameters() if p.ndim < 2], lr=0.015)],
+                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0.001)
+    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.025, weight_decay=0.05, mu=0.95)
+    return [muon, adam]
+
+
+def lr_multiplier(step):  # applied to every group's initial lr (weight decay scales with it)
+    x = step / train_steps
+    return 1.0 if x < 0.3 else (1 - x) / 0.7
+
+# -----------------------------------------------------------------------------
+# Training and Validation
+
+
+def main(num_trials=1):
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    master = rank == 0
+    if 8 % world_size:
+        raise SystemExit(f"world size {world_size} does not divide 8: launch with --nproc_per_node 1, 2, 4 or 8")
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
+                         "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
+    train_paths, val_paths = sorted(glob.glob(train_files)), sorted(glob.glob(val_files))
+    if not train_paths or not val_paths:
+        raise SystemExit(f"no shards at {train_files if not train_paths else val_files} (run from the repo root); "
+                         "download them with: python data/cached_fineweb10B.py 20")
+    try:
+        have = sum(steps_in_shard(shard_token_count(p), batch_size) for p in train_paths)
+        val_have = shard_token_count(val_paths[0])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if have < train_steps:
+        chunks = math.ceil(train_steps / steps_in_shard(10 ** 8, 524288))
+        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the {len(train_paths)} "
+                         f"train shards hold only {have}: python data/cached_fineweb10B.py {chunks}")
+    if val_have < val_tokens + 2:
+        raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
+    seqs_per_rank = batch_size // world_size // seq_len
+
+    if device_type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    try:
+        micro = micro_batch_seqs
+        if micro is None:  # largest that fits, by our estimate of 1 GB per sequence at 80 GB
+            gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
+            micro = 64 if gib >= 70 else 32 if gib >= 35 else 16 if gib >= 18 else 8
+        micro = math.gcd(micro, seqs_per_rank)
+
+        with open(__file__) as f:
+            code = f.read()
+        logfile = None
+        if master:
+            os.makedirs(log_dir, exist_ok=True)
+            logfile = open(os.path.join(log_dir, f"{uuid.uuid4()}.txt"), "w")
+            print(f"logging to {logfile.name}")
+
+        def log(line, echo=True):
+            if master:
+                if echo:
+                    print(line)
+                logfile.write(line + "\n")
+                logfile.flush()
+
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        log(code, echo=False)
+        log("=" * 100, echo=False)
+        log(f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
+            f"| micro_batch_seqs {micro}")
+        log("=" * 100, echo=False)
+
+        with torch.device(device):
+            raw_model = GPT(vocab_size, num_layers, model_dim)
+        model = torch.compile(raw_model) if device.type == "cuda" else raw_model
+        val_inputs, val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size, seq_len, device))
+        sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+        def val_loss():
+            with torch.no_grad():
+                loss = sum(model(val_inputs[i:i + micro], val_targets[i:i + micro]).double()
+                           for i in range(0, len(val_inputs), micro))
+            if world_size > 1:
+                dist.all_reduce(loss)
+            return loss.item() / val_tokens
+
+        seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
+        if world_size > 1:  # every rank initializes from rank 0's seed
+            seed0_t = torch.tensor(seed0, device=device)
+            dist.broadcast(seed0_t, 0)
+            seed0 = seed0_t.item()
+        for trial in range(num_trials):
+            seed, tag = seed0 + trial, f"trial {trial + 1}/{num_trials}"
+            log(f"{tag} seed {seed}")
+            torch.manual_seed(seed)
+            init_params(raw_model)
+            optimizers = make_optimizers(raw_model)
+            for group in (g for opt in optimizers for g in opt.param_groups):
+                group["initial_lr"] = group["lr"]
+            owner = {p: r for opt in optimizers for p, r in getattr(opt, "owner", {}).items()}
+            train_loader = distributed_data_generator(train_files, batch_size, rank, world_size, seq_len, device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            first_bad = torch.tensor(train_steps, device=device)  # first step with a non-finite loss
+            reached, val, train_time, t0 = None, float("nan"), 0.0, time.perf_counter()
+            for step in range(train_steps + 1):
+                last = step == train_steps
+                if last or step % (125 if step / train_steps < 0.9 else 25) == 0:
+                    sync()
+                    train_time += time.perf_counter() - t0  # the clock stops during val
+                    val = val_loss()
+                    log(f"step:{step}/{train_steps} val_loss:{val:.5f} train_time:{train_time:.3f}s "
+                        f"step_avg:{1000 * train_time / max(step, 1):.2f}ms")
+                    if reached is None and val <= 3.28:
+                        reached = step
+                    t0 = time.perf_counter()
+                if last or step % 10 == 0:  # reading the flag waits for the GPU, so only every 10 steps
+                    if world_size > 1:
+                        dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+                    if first_bad.item() < train_steps:
+                        log(f"{tag} stopped: training loss is nan or inf at step {first_bad.item()}; "
+                            "going on with the next trial")
+                        break
+                if last:
+                    break
+                inputs, targets = next(train_loader)
+                train_loss = 0
+                for i in range(0, len(inputs), micro):
+                    loss = model(inputs[i:i + micro], targets[i:i + micro])
+                    loss.backward()
+                    train_loss += loss.detach()
+                first_bad = torch.where(torch.isfinite(train_loss), first_bad, first_bad.clamp(max=step))
+                eta = lr_multiplier(step)
+                for group in (g for opt in optimizers for g in opt.param_groups):
+                    group["lr"] = group["initial_lr"] * eta
+                if world_size > 1:  # sum gradients: a sharded optimizer's matrices only to the rank that owns them
+                    params = [p for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
+                    works = {p: dist.reduce(p.grad, owner[p], async_op=True) if p in owner
+                             else dist.all_reduce(p.grad, async_op=True) for p in params}
+                for opt in optimizers:
+                    if world_size > 1:
+                        for p in (p for g in opt.param_groups for p in g["params"] if p in works):
+                            works[p].wait()
+                    opt.step()
+                raw_model.zero_grad(set_to_none=True)
+            peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0
+            log(f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
+            log(f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
+                f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    arg = sys.argv[-1] if len(sys.argv) > 1 else "1"
+    if not arg.isdigit() or int(arg) < 1:
+        raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} [num_trials]  (got {arg!r})")
+    main(int(arg))
