@@ -10,8 +10,10 @@ Hyperparams" sections). Score: the number of steps to val loss 3.28.
 The whole file is printed at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
 """
 import glob
+import hashlib
 import math
 import os
+import signal
 import sys
 import time
 import uuid
@@ -235,6 +237,8 @@ val_tokens = 20 * 524288
 device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
 micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
 log_dir = "logs"
+checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<log name>.pt
+checkpoint_every = 600  # seconds between checkpoints (None: only on SIGTERM/SIGINT)
 
 # -----------------------------------------------------------------------------
 # Init & Optim Hyperparams
@@ -271,6 +275,18 @@ def lr_multiplier(step):  # applied to every group's initial lr (weight decay sc
 # Training and Validation
 
 
+def load_checkpoint(path, code):
+    """The checkpoint at `path`, refused unless it is whole and was written by this very script."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("script_sha256") != hashlib.sha256(code.encode()).hexdigest():
+        raise SystemExit(f"cannot resume from {path}: it was written by a different script; the log "
+                         f"{ckpt.get('log_path') if isinstance(ckpt, dict) else '?'} holds the code that wrote it")
+    return ckpt
+
+
 def main(num_trials=1):
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     master = rank == 0
@@ -294,6 +310,10 @@ def main(num_trials=1):
                          f"train shards hold only {have}: python data/cached_fineweb10B.py {chunks}")
     if val_have < val_tokens + 2:
         raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
+    with open(__file__) as f:
+        code = f.read()
+    resume = os.environ.get("RESUME")
+    ckpt = load_checkpoint(resume, code) if resume else None
     seqs_per_rank = batch_size // world_size // seq_len
 
     if device_type == "cuda":
@@ -303,6 +323,8 @@ def main(num_trials=1):
         device = torch.device("cpu")
     if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run at the next step, then exits
+    old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         micro = micro_batch_seqs
         if micro is None:  # largest that fits, by our estimate of 1 GB per sequence at 80 GB
@@ -310,13 +332,12 @@ def main(num_trials=1):
             micro = 64 if gib >= 70 else 32 if gib >= 35 else 16 if gib >= 18 else 8
         micro = math.gcd(micro, seqs_per_rank)
 
-        with open(__file__) as f:
-            code = f.read()
-        logfile = None
+        log_path = ckpt["log_path"] if ckpt else os.path.join(log_dir, f"{uuid.uuid4()}.txt")
+        ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(log_path)[:-4] + ".pt")
         if master:
-            os.makedirs(log_dir, exist_ok=True)
-            logfile = open(os.path.join(log_dir, f"{uuid.uuid4()}.txt"), "w")
-            print(f"logging to {logfile.name}")
+            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+            logfile = open(log_path, "a")
+            print(f"logging to {log_path}")
 
         def log(line, echo=True):
             if master:
@@ -326,11 +347,12 @@ def main(num_trials=1):
                 logfile.flush()
 
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        log(code, echo=False)
-        log("=" * 100, echo=False)
-        log(f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
-            f"| micro_batch_seqs {micro}")
-        log("=" * 100, echo=False)
+        if not ckpt:
+            log(code, echo=False)
+            log("=" * 100, echo=False)
+            log(f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
+                f"| micro_batch_seqs {micro}")
+            log("=" * 100, echo=False)
 
         with torch.device(device):
             raw_model = GPT(vocab_size, num_layers, model_dim)
@@ -346,28 +368,70 @@ def main(num_trials=1):
                 dist.all_reduce(loss)
             return loss.item() / val_tokens
 
+        def save_checkpoint(trial, step, train_time, reached):
+            opt_states = []
+            for opt in optimizers:
+                sd = opt.state_dict()
+                if world_size > 1 and getattr(opt, "owner", None):  # sharded state: rank 0 collects every part
+                    params = [p for g in opt.param_groups for p in g["params"]]
+                    mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in sd["state"].items()
+                            if opt.owner[params[i]] == rank}
+                    parts = [None] * world_size if master else None
+                    dist.gather_object(mine, parts)
+                    sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
+                opt_states.append(sd)
+            if master:
+                os.makedirs(os.path.dirname(ckpt_path) or ".", exist_ok=True)
+                torch.save(dict(script_sha256=hashlib.sha256(code.encode()).hexdigest(), log_path=log_path,
+                                num_trials=num_trials, trial=trial, seed0=seed0, step=step, train_time=train_time,
+                                reached=reached, model=raw_model.state_dict(), optimizers=opt_states,
+                                rng=torch.get_rng_state(), cuda_rng=torch.cuda.get_rng_state(device)
+                                if device.type == "cuda" else None), ckpt_path + ".tmp")
+                os.replace(ckpt_path + ".tmp", ckpt_path)  # the previous checkpoint stays until this one is whole
+
         seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
         if world_size > 1:  # every rank initializes from rank 0's seed
             seed0_t = torch.tensor(seed0, device=device)
             dist.broadcast(seed0_t, 0)
             seed0 = seed0_t.item()
-        for trial in range(num_trials):
+        if ckpt:
+            seed0, num_trials = ckpt["seed0"], ckpt["num_trials"]
+        last_save = time.perf_counter()
+        for trial in range(ckpt["trial"] if ckpt else 0, num_trials):
             seed, tag = seed0 + trial, f"trial {trial + 1}/{num_trials}"
-            log(f"{tag} seed {seed}")
-            torch.manual_seed(seed)
-            init_params(raw_model)
-            optimizers = make_optimizers(raw_model)
-            for group in (g for opt in optimizers for g in opt.param_groups):
-                group["initial_lr"] = group["lr"]
+            raw_model.zero_grad(set_to_none=True)
+            optimizers = None
+            if ckpt and trial == ckpt["trial"]:  # resume: the state of the interrupted run, then its data position
+                raw_model.load_state_dict(ckpt["model"])
+                optimizers = make_optimizers(raw_model)
+                for opt, sd in zip(optimizers, ckpt["optimizers"]):
+                    if getattr(opt, "owner", None):  # keep only this rank's shard
+                        params = [p for g in opt.param_groups for p in g["params"]]
+                        sd = dict(sd, state={i: st for i, st in sd["state"].items() if opt.owner[params[i]] == rank})
+                    opt.load_state_dict(sd)
+                torch.set_rng_state(ckpt["rng"])
+                if device.type == "cuda":
+                    torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
+                start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
+                log(f"{tag} resumed from {resume} at step {start}")
+            else:
+                log(f"{tag} seed {seed}")
+                torch.manual_seed(seed)
+                init_params(raw_model)
+                optimizers = make_optimizers(raw_model)
+                for group in (g for opt in optimizers for g in opt.param_groups):
+                    group["initial_lr"] = group["lr"]
+                start, reached, train_time = 0, None, 0.0
             owner = {p: r for opt in optimizers for p, r in getattr(opt, "owner", {}).items()}
             train_loader = distributed_data_generator(train_files, batch_size, rank, world_size, seq_len, device)
+            for _ in range(start):
+                next(train_loader)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            first_bad = torch.tensor(train_steps, device=device)  # first step with a non-finite loss
-            reached, val, train_time, t0 = None, float("nan"), 0.0, time.perf_counter()
-            for step in range(train_steps + 1):
+            flags, val, t0 = None, float("nan"), time.perf_counter()
+            for step in range(start, train_steps + 1):
                 last = step == train_steps
-                if last or step % (125 if step / train_steps < 0.9 else 25) == 0:
+                if (last or step % (125 if step / train_steps < 0.9 else 25) == 0) and not (ckpt and step == start):
                     sync()
                     train_time += time.perf_counter() - t0  # the clock stops during val
                     val = val_loss()
@@ -376,13 +440,6 @@ def main(num_trials=1):
                     if reached is None and val <= 3.28:
                         reached = step
                     t0 = time.perf_counter()
-                if last or step % 10 == 0:  # reading the flag waits for the GPU, so only every 10 steps
-                    if world_size > 1:
-                        dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
-                    if first_bad.item() < train_steps:
-                        log(f"{tag} stopped: training loss is nan or inf at step {first_bad.item()}; "
-                            "going on with the next trial")
-                        break
                 if last:
                     break
                 inputs, targets = next(train_loader)
@@ -391,7 +448,25 @@ def main(num_trials=1):
                     loss = model(inputs[i:i + micro], targets[i:i + micro])
                     loss.backward()
                     train_loss += loss.detach()
-                first_bad = torch.where(torch.isfinite(train_loss), first_bad, first_bad.clamp(max=step))
+                # the previous step's flags: read only now, so the GPU never waits for the CPU
+                if flags is not None and flags.any().item():
+                    nonfinite, signum, due = flags.tolist()
+                    if nonfinite:
+                        log(f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
+                        break
+                    sync()
+                    train_time += time.perf_counter() - t0
+                    save_checkpoint(trial, step, train_time, reached)  # the state before this step's update
+                    last_save = t0 = time.perf_counter()
+                    if signum:
+                        log(f"{tag} stopped by signal {signum} at step {step}; checkpoint {ckpt_path}; "
+                            f"resume with: RESUME={ckpt_path} and the same launch command")
+                        raise SystemExit(128 + signum)
+                due = master and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
+                flags = torch.stack([~torch.isfinite(train_loss), torch.full((), stop[0] if stop else 0, device=device),
+                                     torch.full((), due, device=device)]).int()
+                if world_size > 1:
+                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
                 eta = lr_multiplier(step)
                 for group in (g for opt in optimizers for g in opt.param_groups):
                     group["lr"] = group["initial_lr"] * eta
@@ -405,11 +480,14 @@ def main(num_trials=1):
                             works[p].wait()
                     opt.step()
                 raw_model.zero_grad(set_to_none=True)
+            ckpt = None
             peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0
             log(f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
             log(f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
                 f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
     finally:
+        for s, handler in old_handlers.items():
+            signal.signal(s, handler)
         if dist.is_initialized():
             dist.destroy_process_group()
 
