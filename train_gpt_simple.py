@@ -428,7 +428,9 @@ def main(num_trials=1):
                 next(train_loader)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            flags, val, t0 = None, float("nan"), time.perf_counter()
+            # per step [loss not finite, stop signal, checkpoint due], MAX over ranks, copied to (pinned) host memory
+            flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=device.type == "cuda"), None
+            val, t0 = float("nan"), time.perf_counter()
             for step in range(start, train_steps + 1):
                 last = step == train_steps
                 if (last or step % (125 if step / train_steps < 0.9 else 25) == 0) and not (ckpt and step == start):
@@ -448,25 +450,31 @@ def main(num_trials=1):
                     loss = model(inputs[i:i + micro], targets[i:i + micro])
                     loss.backward()
                     train_loss += loss.detach()
-                # the previous step's flags: read only now, so the GPU never waits for the CPU
-                if flags is not None and flags.any().item():
-                    nonfinite, signum, due = flags.tolist()
+                if step > start:  # the previous step's flags: waiting for them leaves this step's work queued
+                    if flags_ready is not None:
+                        flags_ready.synchronize()
+                    nonfinite, signum, save = flags.tolist()
                     if nonfinite:
                         log(f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
                         break
-                    sync()
-                    train_time += time.perf_counter() - t0
-                    save_checkpoint(trial, step, train_time, reached)  # the state before this step's update
-                    last_save = t0 = time.perf_counter()
+                    if signum or save:
+                        sync()
+                        train_time += time.perf_counter() - t0
+                        save_checkpoint(trial, step, train_time, reached)  # the state before this step's update
+                        last_save = t0 = time.perf_counter()
                     if signum:
                         log(f"{tag} stopped by signal {signum} at step {step}; checkpoint {ckpt_path}; "
                             f"resume with: RESUME={ckpt_path} and the same launch command")
                         raise SystemExit(128 + signum)
                 due = master and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
-                flags = torch.stack([~torch.isfinite(train_loss), torch.full((), stop[0] if stop else 0, device=device),
-                                     torch.full((), due, device=device)]).int()
+                step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), stop[0] if stop else 0, device=device),
+                                          torch.full((), due, device=device)]).int()
                 if world_size > 1:
-                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                    dist.all_reduce(step_flags, op=dist.ReduceOp.MAX)
+                flags.copy_(step_flags, non_blocking=True)
+                if device.type == "cuda":
+                    flags_ready = torch.cuda.Event()
+                    flags_ready.record()
                 eta = lr_multiplier(step)
                 for group in (g for opt in optimizers for g in opt.param_groups):
                     group["lr"] = group["initial_lr"] * eta
