@@ -1,0 +1,8 @@
+"""Experiment tools for the Modded-NanoGPT optimization benchmark (track 3).
+
+Each module runs as `python -m tools.<name> --help` from the repo root:
+logs (parse a training log, print its embedded script), stats (the significance claim),
+results (write and check results.json), leaderboard (regenerate LEADERBOARD.md),
+plot (val-loss curves), new (scaffold an approach directory), and the CPU and speed checks
+of the training script.
+"""

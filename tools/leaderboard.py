@@ -1,0 +1,241 @@
+"""Regenerate LEADERBOARD.md from every results.json under artifacts/*/ and records/*/.
+
+    python -m tools.leaderboard [--root .] [-o LEADERBOARD.md] [--check]
+
+Tables: every entry sorted by steps_to_3_28 (ties: lower mean val loss); the best setting of
+every optimizer (fewest steps among its entries whose claim holds) with the optimizer's history
+by date; the published reference results (tools/reference/results.csv, not verified here).
+Every claim is recomputed from the training logs in its directory, as `tools.results --check`
+does, and marked: holds, does not hold (with the recomputed figure), or unverified (no logs).
+A malformed results.json is listed under "Skipped entries" (and on stderr), never fatal.
+All text taken from results.json and the CSV is escaped, so it cannot break the tables.
+
+--check: exit 1 when the file on disk differs from what would be generated (for CI).
+Exit status: 0 written / up to date, 1 out of date (--check), 2 cannot write.
+"""
+import argparse
+import csv
+import glob
+import os
+import re
+import sys
+
+from tools.results import ResultsError, compare_claim, load_json, recompute, validate
+from tools.stats import DEFAULT_BAR, REF_DIR, at_step
+
+MAX_FIELD = 200
+REF_RESULTS = os.path.join(REF_DIR, "results.csv")
+_SAFE_DIR = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
+
+
+def escape(value, limit=MAX_FIELD):
+    """Plain text safe inside a markdown table cell: no markup, no HTML, one line, at most `limit` chars."""
+    text = str(value)
+    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+", " ", text).strip()
+    if len(text) > limit:
+        text = text[:limit - 1].rstrip() + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def loss(x):
+    if x is None:
+        return "-"
+    return f"{x:.4f}" if abs(x) < 1e4 else escape(f"{x:.4g}")
+
+
+def std(x):
+    return "-" if x is None else (f"{x:.5f}" if abs(x) < 1e4 else escape(f"{x:.4g}"))
+
+
+def date_of(entry):
+    ts = entry["data"].get("timestamp")
+    if isinstance(ts, str) and re.match(r"\d{4}-\d{2}-\d{2}", ts):
+        return ts[:10]
+    return "-" if ts is None else escape(ts, 20)
+
+
+def dir_cell(rel):
+    parts = rel.split("/")
+    if all(_SAFE_DIR.fullmatch(p) for p in parts):
+        return f"[{escape(rel)}]({rel}/)"
+    return escape(rel)
+
+
+def status(entry):
+    """(holds, text): the claim recomputed from the logs beside results.json."""
+    data, directory = entry["data"], entry["dir"]
+    bar = data.get("significance_bar", DEFAULT_BAR)
+    rec = recompute(directory, bar)
+    entry["logs"] = rec["files"]
+    if rec["error"]:
+        return False, f"✗ logs unusable: {escape(rec['error'], 120)}"
+    a = rec["analysis"]
+    if a is None:
+        return False, "unverified: no logs"
+    steps = data["steps_to_3_28"]
+    at = at_step(a, steps)
+    if at is None:
+        return False, f"✗ does not hold: step {steps} is not in every run's log"
+    if not at.passed:
+        return False, f"✗ does not hold: recomputed {loss(at.mean)} at {steps} (n={a['n']}, bar {bar})"
+    problems = compare_claim(data, a)
+    if problems:
+        field, msg = problems[0]
+        return False, f"✗ does not match its logs: {escape(field)}: {escape(msg, 120)}"
+    return True, f"✓ holds: recomputed {loss(at.mean)} at {steps} (n={a['n']}, bar {bar})"
+
+
+def collect(root):
+    """(entries, skipped): every results.json under root/artifacts/*/ and root/records/*/."""
+    entries, skipped = [], []
+    paths = sorted(glob.glob(os.path.join(glob.escape(root), "artifacts", "*", "results.json"))
+                   + glob.glob(os.path.join(glob.escape(root), "records", "*", "results.json")))
+    for path in paths:
+        rel = os.path.relpath(os.path.dirname(path), root).replace(os.sep, "/")
+        try:
+            data = load_json(path)
+        except ResultsError as e:
+            skipped.append((rel, str(e).replace(path, "results.json")))
+            continue
+        problems = validate(data)
+        if problems:
+            skipped.append((rel, "results.json: " + "; ".join(f"{k}: {m}" for k, m in problems)))
+            continue
+        entry = {"rel": rel, "dir": os.path.dirname(path), "data": data}
+        entry["holds"], entry["status"] = status(entry)
+        entries.append(entry)
+    return entries, skipped
+
+
+def sort_key(entry):
+    d = entry["data"]
+    return (d["steps_to_3_28"], d.get("mean_val_loss", d["final_val_loss"]), entry["rel"])
+
+
+def read_reference(path=REF_RESULTS):
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        return None, f"{path}: {e.strerror or e}"
+    out = []
+    for r in rows:
+        try:
+            out.append((int(r["steps_to_3_28"]), float(r["mean_val_loss"]), r))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return sorted(out, key=lambda x: (x[0], x[1])), None
+
+
+def render(root):
+    entries, skipped = collect(root)
+    entries.sort(key=sort_key)
+    L = ["# Leaderboard", "",
+         "Generated by `python -m tools.leaderboard` from every `results.json` under `artifacts/*/` and `records/*/`; "
+         "do not edit it by hand. Score: `steps_to_3_28`, the earliest val step at which the mean val loss over all "
+         "n runs passes the significance bar `(3.28 - mean) * sqrt(n) >= bar` (0.005 = this workspace's bar, "
+         "0.004 = the public one). Fewer steps is better. Each claim is recomputed from the training logs in its "
+         "directory.", ""]
+    L += ["## All entries", ""]
+    if entries:
+        L += ["| # | Steps | Mean val loss | Std | Final val loss | Runs | Bar | Optimizer | Experiment | Agent | Date "
+              "| Directory | Claim |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|"]
+        for i, e in enumerate(entries, 1):
+            d = e["data"]
+            L.append(f"| {i} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {std(d.get('std_val_loss'))} "
+                     f"| {loss(d['final_val_loss'])} | {d.get('num_runs', '-')} "
+                     f"| {escape(d.get('significance_bar', DEFAULT_BAR))} | {escape(d['optimizer'])} "
+                     f"| {escape(d['experiment'])} | {escape(d['agent_id'])} | {date_of(e)} | {dir_cell(e['rel'])} "
+                     f"| {e['status']} |")
+    else:
+        L.append("No entries yet.")
+    L += ["", "## Best setting per optimizer", "",
+          "The fewest steps among each optimizer's entries whose claim holds, then every entry of that optimizer "
+          "by date.", ""]
+    groups = {}
+    for e in entries:
+        groups.setdefault(" ".join(e["data"]["optimizer"].split()).lower(), []).append(e)
+    if groups:
+        best_rows = []
+        for key, group in groups.items():
+            holding = sorted((e for e in group if e["holds"]), key=sort_key)
+            best_rows.append((holding[0] if holding else None, group))
+        best_rows.sort(key=lambda x: (sort_key(x[0]) if x[0] else (float("inf"), 0, ""), x[1][0]["data"]["optimizer"]))
+        L += ["| Optimizer | Steps | Mean val loss | Runs | Experiment | Directory |", "|---|---:|---:|---:|---|---|"]
+        for best, group in best_rows:
+            name = escape((best or group[0])["data"]["optimizer"])
+            if best is None:
+                L.append(f"| {name} | - | - | - | no entry whose claim holds | - |")
+            else:
+                d = best["data"]
+                L.append(f"| {name} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {d.get('num_runs', '-')} "
+                         f"| {escape(d['experiment'])} | {dir_cell(best['rel'])} |")
+        for best, group in best_rows:
+            L += ["", f"### History: {escape((best or group[0])['data']['optimizer'])}", "",
+                  "| Date | Steps | Mean val loss | Runs | Experiment | Agent | Directory | Claim |",
+                  "|---|---:|---:|---:|---|---|---|---|"]
+            for e in sorted(group, key=lambda e: (str(e["data"].get("timestamp", "")), e["rel"])):
+                d = e["data"]
+                L.append(f"| {date_of(e)} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} "
+                         f"| {d.get('num_runs', '-')} | {escape(d['experiment'])} | {escape(d['agent_id'])} "
+                         f"| {dir_cell(e['rel'])} | {e['status']} |")
+    else:
+        L.append("No entries yet.")
+    L += ["", "## Reference: published results", "",
+          "Published elsewhere (modded-nanogpt track_3), copied from `tools/reference/results.csv`; not verified "
+          "here: no logs of these runs are in this repository, and they were judged under the public rules.", ""]
+    ref, err = read_reference()
+    if err:
+        L.append(f"Reference file unreadable: {escape(err)}")
+    else:
+        L += ["| Steps | Mean val loss | Runs | Optimizer | Summary | Date | Source |",
+              "|---:|---:|---:|---|---|---|---|"]
+        for steps, mean, r in ref:
+            L.append(f"| {steps} | {loss(mean)} | {escape(r.get('num_runs', '-'))} | {escape(r.get('optimizer', ''))} "
+                     f"| {escape(r.get('summary', ''))} | {escape(r.get('date', ''))} | {escape(r.get('source', ''))} |")
+    L += ["", "## Skipped entries", ""]
+    if skipped:
+        L += [f"- {escape(rel)}: {escape(why, 300)}" for rel, why in skipped]
+    else:
+        L.append("None.")
+    return "\n".join(L) + "\n", skipped
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.leaderboard", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", default=".", help="the repository root (default: .)")
+    ap.add_argument("-o", "--output", help="the board to write (default: ROOT/LEADERBOARD.md)")
+    ap.add_argument("--check", action="store_true", help="do not write; exit 1 if the file is not up to date")
+    args = ap.parse_args(argv)
+    output = args.output or os.path.join(args.root, "LEADERBOARD.md")
+    text, skipped = render(args.root)
+    for rel, why in skipped:
+        print(f"skipped {rel}: {why}", file=sys.stderr)
+    if args.check:
+        try:
+            with open(output, encoding="utf-8") as f:
+                current = f.read()
+        except OSError as e:
+            print(f"{output}: {e.strerror or e}; generate it with: python -m tools.leaderboard", file=sys.stderr)
+            return 1
+        if current != text:
+            print(f"{output} is out of date; regenerate it with: python -m tools.leaderboard", file=sys.stderr)
+            return 1
+        print(f"{output} is up to date")
+        return 0
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        print(f"error: {output}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {output} ({len(skipped)} skipped entr{'y' if len(skipped) == 1 else 'ies'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
