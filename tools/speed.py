@@ -12,6 +12,7 @@ in the tests.
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -81,8 +82,8 @@ def summarize(result, warmup, world_size, tokens_per_step):
     measured = [b - a for a, b in zip(ends[warmup:], ends[warmup + 1:])]
     if not measured:
         raise SystemExit(f"only {len(steps)} steps ran; need more than warmup + 1 = {warmup + 1}")
-    ms = 1000 * sorted(measured)[len(measured) // 2]
-    opt_ms = 1000 * sorted(b - a for a, b in steps[warmup:])[len(steps[warmup:]) // 2]
+    ms = 1000 * statistics.median(measured)
+    opt_ms = 1000 * statistics.median(b - a for a, b in steps[warmup:])
     device = result.get("device", "cpu")
     peak = next((v for k, v in PEAK_FLOPS.items() if k in device), None)
     return dict(device=device, world_size=world_size, steps_measured=len(measured), ms_per_step=round(ms, 2),
