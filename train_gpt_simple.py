@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 import uuid
+import zipfile
 
 import torch
 import torch.distributed as dist
@@ -278,12 +279,17 @@ def lr_multiplier(step):  # applied to every group's initial lr (weight decay sc
 def load_checkpoint(path, code):
     """The checkpoint at `path`, refused unless it is whole and was written by this very script."""
     try:
+        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs that torch.save writes
+            if z.testzip() is not None:
+                raise ValueError(f"corrupt member {z.testzip()}")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("script_sha256") != hashlib.sha256(code.encode()).hexdigest():
-        raise SystemExit(f"cannot resume from {path}: it was written by a different script; the log "
-                         f"{ckpt.get('log_path') if isinstance(ckpt, dict) else '?'} holds the code that wrote it")
+    if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
+        raise SystemExit(f"cannot resume from {path}: not a checkpoint of train_gpt_simple.py")
+    if ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
+        raise SystemExit(f"cannot resume from {path}: it was written by a different script; "
+                         f"the log {ckpt.get('log_path')} holds the code that wrote it")
     return ckpt
 
 

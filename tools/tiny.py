@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 import traceback
 
 import numpy as np
@@ -88,12 +89,17 @@ def _worker(rank, world_size, port, script, overrides, num_trials, instrument, o
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def run(script, world_size, overrides, num_trials=1, instrument=None, env=None):
+def run(script, world_size, overrides, num_trials=1, instrument=None, env=None, start_method="spawn", timeout=None):
     """Run `script`'s main() in `world_size` gloo processes with module attributes `overrides`.
 
     `instrument(module, result)` runs in every process before main(); whatever it puts into the
     dict `result` (picklable) comes back. Returns the list of per-rank result dicts; each has
     "error" (None, or the exception and traceback).
+
+    start_method "fork" starts the processes in well under a second from a parent that has already
+    imported (and warmed up) torch; "spawn" re-imports everything (seconds per process). With
+    `timeout` (seconds), processes still running then are killed, and a rank that died or was
+    killed comes back as a result whose "error" says so, instead of raising.
     """
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
@@ -108,8 +114,10 @@ def run(script, world_size, overrides, num_trials=1, instrument=None, env=None):
                     torch.set_num_threads(threads)
                     os.environ.clear()
                     os.environ.update(env_before)
+            elif timeout is None:
+                mp.start_processes(_worker, args=args, nprocs=world_size, start_method=start_method)
             else:
-                mp.start_processes(_worker, args=args, nprocs=world_size, start_method="spawn")
+                return _run_with_timeout(args, world_size, start_method, timeout, out_dir)
             return [torch.load(os.path.join(out_dir, f"rank{r}.pt"), weights_only=False) for r in range(world_size)]
     finally:
         for k, v in saved.items():
@@ -119,22 +127,59 @@ def run(script, world_size, overrides, num_trials=1, instrument=None, env=None):
                 os.environ[k] = v
 
 
+def _run_with_timeout(args, world_size, start_method, timeout, out_dir):
+    """Processes of run() under a deadline; ranks that died or ran past it get an "error" result."""
+    context = mp.start_processes(_worker, args=args, nprocs=world_size, start_method=start_method, join=False)
+    deadline, why = time.monotonic() + timeout, None
+    try:
+        while not context.join(max(0.0, min(1.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                why = f"did not finish within {timeout:.0f} s (killed); a hang, e.g. a rank waiting for another"
+                break
+    except mp.ProcessExitedException as e:  # died without reporting (a signal, os._exit); the others are stopped
+        why = f"a process died: {e}"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+    results = []
+    for r in range(world_size):
+        path = os.path.join(out_dir, f"rank{r}.pt")
+        results.append(torch.load(path, weights_only=False) if os.path.exists(path)
+                       else dict(rank=r, error=f"rank {r} {why or 'exited without a result'}"))
+    return results
+
+
 def capture_model(module, result):
-    """An `instrument` that returns the final parameters of each trial's model as result["params"]."""
-    make_optimizers = module.make_optimizers
+    """An `instrument` that returns the final parameters of each trial's model as result["params"].
+
+    The script re-initializes one model object for every trial, so a trial's parameters are
+    copied when the next trial calls init_params (or make_optimizers), and when main() returns.
+    """
+    init_params, make_optimizers, main = module.init_params, module.make_optimizers, module.main
+    params, current = [], []
+
+    def close_trial():
+        if current:
+            params.append({k: v.detach().clone() for k, v in current.pop().named_parameters()})
+
+    def wrapped_init(*args, **kwargs):
+        close_trial()
+        return init_params(*args, **kwargs)
 
     def wrapped(model):
-        result.setdefault("models", []).append(model)
+        close_trial()
+        current.append(model)
         return make_optimizers(model)
-    module.make_optimizers = wrapped
-    main = module.main
 
     def main_and_collect(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         finally:
-            result["params"] = [{k: v.detach().clone() for k, v in m.named_parameters()} for m in result.pop("models", [])]
-    module.main = main_and_collect
+            close_trial()
+            result["params"] = params
+    module.init_params, module.make_optimizers, module.main = wrapped_init, wrapped, main_and_collect
 
 
 if __name__ == "__main__":
