@@ -169,9 +169,9 @@ class GPT(nn.Module):
 # Optimizer
 
 
-def newton_schulz(G, steps=12):
-    """Orthogonalize every matrix of a (..., m, n) batch in bfloat16: singular values go to ~1."""
-    X = G.bfloat16()
+def newton_schulz(G, steps=12, dtype=torch.bfloat16):
+    """Orthogonalize every matrix of a (..., m, n) batch (in bfloat16): singular values go to ~1."""
+    X = G.to(dtype)
     if G.size(-2) > G.size(-1):
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)

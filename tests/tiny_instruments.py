@@ -4,6 +4,7 @@ They live at module level in an importable module because tools.tiny.run pickles
 spawned rank processes (which inherit sys.path, where conftest.py put tests/). Each receives
 the freshly imported training script as `module` and a picklable dict `result` that comes back.
 """
+import functools
 import os
 import threading
 
@@ -77,22 +78,10 @@ def capture_and_track(module, result):
     track_trials(module, result)
 
 
-def newton_schulz_fp32(G, steps=12):
-    """The script's newton_schulz, in float32 instead of bfloat16."""
-    X = G.float()
-    if G.size(-2) > G.size(-1):
-        X = X.mT
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    for _ in range(steps):
-        A = X @ X.mT
-        X = 2 * X + (-1.5 * A + 0.5 * A @ A) @ X
-    return X.mT if G.size(-2) > G.size(-1) else X
-
-
 def _fp32_from_second_trial(module, model, index):
     if index == 1:  # runs before make_optimizers, so this trial's Muon takes the fp32 NS
         model.embed.float()  # the embedding sets the activation dtype: all float32 from here
-        module.newton_schulz = newton_schulz_fp32
+        module.newton_schulz = functools.partial(module.newton_schulz, dtype=torch.float32)
 
 
 def bf16_then_fp32(module, result):
