@@ -171,23 +171,25 @@ class GPT(nn.Module):
 
 def newton_schulz(G, steps=12, dtype=torch.bfloat16):
     """Orthogonalize every matrix of a (..., m, n) batch (in bfloat16): singular values go to ~1."""
-    X = G.to(dtype)
+    X = G.to(dtype).reshape(-1, *G.shape[-2:])
     if G.size(-2) > G.size(-1):
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
         A = X @ X.mT
-        X = 2 * X + (-1.5 * A + 0.5 * A @ A) @ X
-    return X.mT if G.size(-2) > G.size(-1) else X
+        B = torch.baddbmm(A, A, A, beta=-1.5, alpha=0.5)  # -1.5 A + 0.5 A A
+        X = torch.baddbmm(X, B, X, beta=2)  # 2 X + B X
+    return (X.mT if G.size(-2) > G.size(-1) else X).reshape(G.shape)
 
 
 class Muon(torch.optim.Optimizer):
     """Momentum (Nesterov) whose update is orthogonalized by Newton-Schulz.
 
     Same-shape matrices form a stack, orthogonalized in one batched call. With W ranks, rank r
-    owns the r-th contiguous 1/W of every stack: only it needs their summed gradients (see
-    `owner`), keeps their momentum, orthogonalizes and updates them; an all-gather then hands
-    the new matrices to every rank, so no rank repeats another's work.
+    owns the r-th contiguous 1/W of every stack (see `owner`). step() sums its own gradients: the
+    matrices sit in a flat buffer rank by rank, and one reduce-scatter hands every rank the summed
+    gradients of the matrices it owns; it keeps their momentum, orthogonalizes and updates them in
+    place, and one all-gather hands the new matrices to every rank. No rank repeats another's work.
     """
 
     def __init__(self, params, lr, weight_decay, mu):
@@ -196,35 +198,42 @@ class Muon(torch.optim.Optimizer):
         super().__init__([dict(params=[p for p in params if tuple(p.shape) == s]) for s in shapes],
                          dict(lr=lr, weight_decay=weight_decay, mu=mu))
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        self.owner = {}  # parameter -> the rank that updates it
+        self.owner, self.offset, self.part = {}, {}, 0  # parameter -> the rank that updates it, its place in that rank's part
         for group in self.param_groups:
-            per_rank = math.ceil(len(group["params"]) / self.world_size)
-            self.owner.update({p: i // per_rank for i, p in enumerate(group["params"])})
+            P = group["params"]
+            per_rank = math.ceil(len(P) / self.world_size)
+            for i, p in enumerate(P):
+                self.owner[p], self.offset[p] = i // per_rank, self.part + i % per_rank * p.numel()
+            self.part += per_rank * P[0].numel()
         self.newton_schulz = torch.compile(newton_schulz) if params[0].is_cuda else newton_schulz
+
+    def places(self, flat):  # every parameter's matrix in a (world_size, part) buffer
+        return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
 
     @torch.no_grad()
     def step(self):
-        gathers = []
+        params = list(self.offset)
+        flat = params[0].new_zeros(self.world_size, self.part)
+        torch._foreach_copy_(self.places(flat), [p.grad for p in params])
+        mine = flat[self.rank]
+        if self.world_size > 1:  # the gradients of this rank's matrices, summed over ranks
+            mine = flat.new_empty(self.part)
+            dist.reduce_scatter_tensor(mine, flat.view(-1))
         for group in self.param_groups:
             P, lr, wd, mu = group["params"], group["lr"], group["weight_decay"], group["mu"]
-            mine = [p for p in P if self.owner[p] == self.rank]
-            per_rank = math.ceil(len(P) / self.world_size)
-            new = P[0].new_zeros(per_rank, *P[0].shape)
-            if mine:
-                grads = [p.grad for p in mine]
-                bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in mine]
-                torch._foreach_lerp_(bufs, grads, 1 - mu)  # m = mu*m + (1-mu)*g
-                u = torch.stack(grads).lerp_(torch.stack(bufs), mu)  # Nesterov: (1-mu)*g + mu*m
-                u = self.newton_schulz(u) * max(1, P[0].size(-2) / P[0].size(-1)) ** 0.5
-                new[:len(mine)] = torch.stack(mine).mul_(1 - lr * wd).sub_(u, alpha=lr)
-            if self.world_size == 1:
-                torch._foreach_copy_(P, list(new))
-            else:
-                out = new.new_empty(self.world_size * per_rank, *P[0].shape)
-                gathers.append((dist.all_gather_into_tensor(out, new, async_op=True), P, out))
-        for work, P, out in gathers:
-            work.wait()
-            torch._foreach_copy_(P, list(out[:len(P)]))
+            P = [p for p in P if self.owner[p] == self.rank]
+            if not P:
+                continue
+            g = mine[self.offset[P[0]]:][:len(P) * P[0].numel()].view(len(P), *P[0].shape)
+            bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in P]
+            torch._foreach_lerp_(bufs, list(g), 1 - mu)  # m = mu*m + (1-mu)*g
+            u = g.lerp(torch.stack(bufs), mu)  # Nesterov: (1-mu)*g + mu*m
+            u = self.newton_schulz(u) * max(1, P[0].size(-2) / P[0].size(-1)) ** 0.5
+            torch.stack(P, out=g).mul_(1 - lr * wd).sub_(u, alpha=lr)  # the new matrices, where the gradients were
+        if self.world_size > 1:
+            flat = flat.new_empty(self.world_size, self.part)
+            dist.all_gather_into_tensor(flat.view(-1), mine)
+        torch._foreach_copy_(params, self.places(flat))
 
 # -----------------------------------------------------------------------------
 # Setup: the benchmark's fixed facts. Change them and your numbers no longer compare.
@@ -263,7 +272,7 @@ def make_optimizers(model):
     adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.7),
                               dict(params=[model.proj.weight], lr=0.004),
                               dict(params=[p for p in model.parameters() if p.ndim < 2], lr=0.015)],
-                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0.001)
+                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0.001, fused=True)  # fused: one kernel
     muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.025, weight_decay=0.05, mu=0.95)
     return [muon, adam]
 
@@ -428,7 +437,7 @@ def main(num_trials=1):
                 for group in (g for opt in optimizers for g in opt.param_groups):
                     group["initial_lr"] = group["lr"]
                 start, reached, train_time = 0, None, 0.0
-            owner = {p: r for opt in optimizers for p, r in getattr(opt, "owner", {}).items()}
+            sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}  # their optimizer sums their grads
             train_loader = distributed_data_generator(train_files, batch_size, rank, world_size, seq_len, device)
             for _ in range(start):
                 next(train_loader)
@@ -475,25 +484,31 @@ def main(num_trials=1):
                 due = master and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
                 step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), stop[0] if stop else 0, device=device),
                                           torch.full((), due, device=device)]).int()
-                if world_size > 1:
-                    dist.all_reduce(step_flags, op=dist.ReduceOp.MAX)
+                flags_sent = dist.all_reduce(step_flags, op=dist.ReduceOp.MAX, async_op=True) if world_size > 1 else None
+                eta = lr_multiplier(step)
+                for group in (g for opt in optimizers for g in opt.param_groups):
+                    group["lr"] = group["initial_lr"] * eta
+                if world_size > 1:  # sum gradients over ranks, except a sharded optimizer's (Muon sums its own)
+                    grads = [p.grad for p in raw_model.parameters() if p.grad is not None and p not in sharded]
+                    vectors = [g for g in grads if g.ndim < 2]  # biases and gains: one all-reduce for all of them
+                    buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
+                    works = [dist.all_reduce(b, async_op=True) for b in buckets]
+                for opt in optimizers:
+                    if world_size > 1 and works and not getattr(opt, "owner", None):  # the first unsharded optimizer
+                        for work in works:
+                            work.wait()
+                        if vectors:
+                            sums = buckets[-1].split([g.numel() for g in vectors])
+                            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
+                        works = []
+                    opt.step()
+                raw_model.zero_grad(set_to_none=True)
+                if flags_sent:
+                    flags_sent.wait()
                 flags.copy_(step_flags, non_blocking=True)
                 if device.type == "cuda":
                     flags_ready = torch.cuda.Event()
                     flags_ready.record()
-                eta = lr_multiplier(step)
-                for group in (g for opt in optimizers for g in opt.param_groups):
-                    group["lr"] = group["initial_lr"] * eta
-                if world_size > 1:  # sum gradients: a sharded optimizer's matrices only to the rank that owns them
-                    params = [p for opt in optimizers for g in opt.param_groups for p in g["params"] if p.grad is not None]
-                    works = {p: dist.reduce(p.grad, owner[p], async_op=True) if p in owner
-                             else dist.all_reduce(p.grad, async_op=True) for p in params}
-                for opt in optimizers:
-                    if world_size > 1:
-                        for p in (p for g in opt.param_groups for p in g["params"] if p in works):
-                            works[p].wait()
-                    opt.step()
-                raw_model.zero_grad(set_to_none=True)
             ckpt = None
             peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0
             log(f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))

@@ -54,10 +54,10 @@ BROKEN = {
                  "                    model(inputs[i:i + micro], targets[i:i + micro]).backward()\n"),
     "constants": ("val_tokens = 20 * 524288", "val_tokens = 10 * 524288"),
     "imports": ("import uuid\n", "import uuid\nimport numpy\n"),
-    "run": ("        gathers = []\n",
-            "        gathers = []\n        self.calls = getattr(self, 'calls', 0) + 1\n"
+    "run": ("        params = list(self.offset)\n",
+            "        params = list(self.offset)\n        self.calls = getattr(self, 'calls', 0) + 1\n"
             "        if self.calls > 5:\n            raise RuntimeError('preflight test: the optimizer fails at step 5')\n"),
-    "run@0": ("        gathers = []\n",  # before any parameter could change: updates must not be judged
+    "run@0": ("        params = list(self.offset)\n",  # before any parameter could change: updates must not be judged
               "        raise RuntimeError('preflight test: the optimizer fails at step 0')\n"),
     "optimizers": ("                              dict(params=[model.proj.weight], lr=0.004),\n", ""),
     "finite": ("                    loss = model(inputs[i:i + micro], targets[i:i + micro])\n",

@@ -6,10 +6,10 @@
 
 Runs the script's own code (init_params, make_optimizers, lr schedule, main() and its training
 loop) on the tiny model of tools.tiny (2 layers of width 16) with synthetic shards in a temporary
-directory: first 2 trials of 10 steps on 1 rank in this process (the single-GPU code path and the
-trial split of the log; it also warms torch up), then every step of the script's train_steps on 2
-gloo ranks forked from this process, 2 microbatches per rank per step (gradient accumulation, the
-sharded optimizer). It watches every forward, backward and optimizer step, and compares the script with the
+directory: first 2 trials of 10 steps on 1 rank in this process, 2 microbatches per step (the
+single-GPU code path, gradient accumulation and the trial split of the log; it also warms torch
+up), then every step of the script's train_steps on 2 gloo ranks forked from this process, one
+microbatch per rank per step (the gradient sums over ranks, the sharded optimizer). It watches every forward, backward and optimizer step, and compares the script with the
 repo's train_gpt_simple.py (the baseline) where the rules of the benchmark (SPEC section 2) fix
 what may change. Prints a checklist (PASS / FAIL / SKIP, with what to change for each FAIL) and
 the wall time. Exit status: 0 no FAIL, 1 any FAIL, 2 no such file (or a bad argument).
@@ -45,8 +45,10 @@ CLI_MODULES = {"argparse", "optparse", "getopt", "click", "typer", "fire", "absl
 CODE_LOADERS = {"runpy.run_path", "runpy.run_module", "importlib.util.spec_from_file_location",
                 "importlib.machinery.SourceFileLoader", "importlib.util.spec_from_loader"}
 WORLD = 2  # ranks of the long run
-MICROBATCHES = 2  # per rank per step, so that gradient accumulation runs
-SHORT_STEPS, SHORT_TRIALS = 10, 2  # the second run: 1 rank, 2 trials
+SHORT_STEPS, SHORT_TRIALS, SHORT_MICROBATCHES = 10, 2, 2  # the 1-rank run (tiny.TINY): 2 trials, gradient accumulation
+# The long run, every step on WORLD ranks, costs per step: one microbatch per rank, and one layer (its stacks of one
+# matrix leave rank 1 without a share: that code path runs too). The short run covers 2 layers.
+LONG_MICROBATCHES, LONG_LAYERS = 1, 1
 STREAM_STEPS = 100  # steps of the data-stream comparison (tiny shards switch every 40 steps)
 TIMEOUT_BASE_S, TIMEOUT_PER_STEP_S = 120, 0.5  # a hang guard for the long run
 
@@ -579,12 +581,13 @@ def instrument(cfg, module, result):
     Recorder(module, result, cfg)
 
 
-def run_script(script, tmp, label, world, train_steps, trials, train, val, timeout=None):
+def run_script(script, tmp, label, world, train_steps, trials, microbatches, train, val, num_layers=None, timeout=None):
     """One run of the script's main(); returns a dict with the per-rank results and the log text."""
     seqs_per_rank = tiny.TINY["batch_size"] // world // tiny.TINY["seq_len"]
-    micro = seqs_per_rank // MICROBATCHES
+    micro = seqs_per_rank // microbatches
     log_dir = os.path.join(tmp, f"logs_{label}")
     overrides = dict(tiny.TINY, micro_batch_seqs=micro, train_files=train, val_files=val, train_steps=train_steps,
+                     num_layers=num_layers or tiny.TINY["num_layers"],
                      log_dir=log_dir, checkpoint_dir=os.path.join(tmp, f"checkpoints_{label}"), checkpoint_every=None)
     cfg = dict(microbatches=seqs_per_rank // math.gcd(micro, seqs_per_rank), output=os.path.join(tmp, f"output_{label}"))
     t0 = time.perf_counter()
@@ -595,7 +598,8 @@ def run_script(script, tmp, label, world, train_steps, trials, train, val, timeo
     for r in range(world):
         path = cfg["output"] + f".rank{r}"
         outputs.append(Path(path).read_text(errors="replace") if os.path.exists(path) else "")
-    return dict(label=label, world=world, train_steps=train_steps, trials=trials, results=results,
+    return dict(label=label, world=world, train_steps=train_steps, trials=trials, microbatches=cfg["microbatches"],
+                results=results,
                 logs=[p.read_text(errors="replace") for p in logs], outputs=outputs,
                 seconds=time.perf_counter() - t0,
                 completed=all(r.get("completed") and not r.get("error") for r in results))
@@ -607,9 +611,11 @@ def run_script(script, tmp, label, world, train_steps, trials, train, val, timeo
 CONSEQUENTIAL = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed", "Timed out")
 
 
-def _describe(run):
-    return (f"{run['train_steps']} steps on {run['world']} ranks" if run["trials"] == 1
+def _describe(run, microbatches=False):
+    text = (f"{run['train_steps']} steps on {run['world']} ranks" if run["trials"] == 1
             else f"{run['trials']} trials x {run['train_steps']} steps on {run['world']} rank")
+    n = run["microbatches"]
+    return text + (f", {n} microbatch{'es' if n > 1 else ''} per rank per step" if microbatches else "")
 
 
 def judge_run(report, runs):
@@ -630,8 +636,7 @@ def judge_run(report, runs):
             failures = [failures[0] + f"\n(the same in the run of {_describe(runs[1])})"]
         report.set("run", FAIL, "\n".join(failures))
     else:
-        report.set("run", PASS, "; ".join(f"{_describe(r)} ({r['seconds']:.0f} s)" for r in runs)
-                   + f", {MICROBATCHES} microbatches per rank per step")
+        report.set("run", PASS, "; ".join(f"{_describe(r, True)} ({r['seconds']:.0f} s)" for r in runs))
 
 
 def _verdict(report, cid, problems, runs, pass_detail, needs_complete=True):
@@ -712,8 +717,9 @@ def judge_dynamic(report, runs, code):
     steps = sum(r.get("steps", 0) for r in results)
     _verdict(report, "one_pass", [f"{n_bad} steps wrong (counted per rank), e.g. " + "; ".join(examples)] if n_bad else
              ([] if steps or not all(run["completed"] for run in runs) else ["no optimizer step was seen"]), runs,
-             f"{MICROBATCHES} forwards and {MICROBATCHES} backwards per rank per optimizer step over the step's batch, "
-             f"{steps} rank-steps checked")
+             "one forward and one backward per microbatch per optimizer step over the step's batch ("
+             + " and ".join(f"{run['microbatches']} per step on {run['world']} rank{'s' if run['world'] > 1 else ''}"
+                            for run in runs) + f"), {steps} rank-steps checked")
     errors = [x for r in results for x in r.get("stream_errors", [])][:2]
     fetched = all(r.get("train_batches") and r.get("val_batches") for r in results)
     if not errors and all(run["completed"] for run in runs) and not fetched:
@@ -833,9 +839,9 @@ def preflight(script, steps=None, progress=None):
         stream_ok, stream_detail = check_stream(user, base, train, val)
         short_steps = min(train_steps, SHORT_STEPS)
         say(f"running {SHORT_TRIALS} trials x {short_steps} steps on 1 rank ...")
-        short = run_script(path, tmp, "short", 1, short_steps, SHORT_TRIALS, train, val)  # also warms up for the fork
+        short = run_script(path, tmp, "short", 1, short_steps, SHORT_TRIALS, SHORT_MICROBATCHES, train, val)  # warms up too
         say(f"running {train_steps} steps on {WORLD} ranks ({info['steps_source']}) ...")
-        long = run_script(path, tmp, "long", WORLD, train_steps, 1, train, val,
+        long = run_script(path, tmp, "long", WORLD, train_steps, 1, LONG_MICROBATCHES, train, val, LONG_LAYERS,
                           timeout=TIMEOUT_BASE_S + TIMEOUT_PER_STEP_S * train_steps)
     runs = [long, short]
     info["runs"] = [dict(label=r["label"], world_size=r["world"], train_steps=r["train_steps"], trials=r["trials"],
@@ -878,10 +884,10 @@ def preflight(script, steps=None, progress=None):
 def format_report(info):
     lines = [f"preflight {info['script']}"]
     if info.get("train_steps"):
-        lines[0] += (f": {info['train_steps']} steps ({info['steps_source']}) on {WORLD} gloo ranks, {MICROBATCHES} "
-                     f"microbatches each, then {SHORT_TRIALS} trials x {min(info['train_steps'], SHORT_STEPS)} steps "
-                     "on 1 rank; "
-                     f"tiny model (width {tiny.TINY['model_dim']}, {tiny.TINY['num_layers']} layers), synthetic data, CPU")
+        lines[0] += (f": {info['train_steps']} steps ({info['steps_source']}) on {WORLD} gloo ranks ({LONG_LAYERS} "
+                     f"layer, {LONG_MICROBATCHES} microbatch per rank) and {SHORT_TRIALS} trials x "
+                     f"{min(info['train_steps'], SHORT_STEPS)} steps on 1 rank ({tiny.TINY['num_layers']} layers, "
+                     f"{SHORT_MICROBATCHES} microbatches); tiny model of width {tiny.TINY['model_dim']}, synthetic data, CPU")
     not_loaded = "not run: the script did not load"
     for c in info["checks"]:
         rule = f"rule {c['rule']}" if c["rule"] != "-" else ""
