@@ -141,3 +141,16 @@ class _DistProxy:
 
     def __getattr__(self, name):
         return getattr(self._dist, name)
+
+
+
+def adamw_everywhere_fp32(module, result):
+    """A user's optimizer without `owner` (AdamW over every parameter), all in float32: main()
+    must sum every gradient over ranks itself (the matrices one by one, the vectors in one bucket)."""
+    watchdog()
+
+    def make_optimizers(model):
+        model.embed.float()  # the activations follow: all float32
+        return [torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.01)]
+    module.make_optimizers = make_optimizers
+    track_trials(module, result)

@@ -615,7 +615,8 @@ def _describe(run, microbatches=False):
     text = (f"{run['train_steps']} steps on {run['world']} ranks" if run["trials"] == 1
             else f"{run['trials']} trials x {run['train_steps']} steps on {run['world']} rank")
     n = run["microbatches"]
-    return text + (f", {n} microbatch{'es' if n > 1 else ''} per rank per step" if microbatches else "")
+    per = " per rank" if run["world"] > 1 else ""
+    return text + (f", {n} microbatch{'es' if n > 1 else ''}{per} per step" if microbatches else "")
 
 
 def judge_run(report, runs):
