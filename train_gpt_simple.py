@@ -198,7 +198,8 @@ class Muon(torch.optim.Optimizer):
         super().__init__([dict(params=[p for p in params if tuple(p.shape) == s]) for s in shapes],
                          dict(lr=lr, weight_decay=weight_decay, mu=mu))
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        self.owner, self.offset, self.part = {}, {}, 0  # parameter -> the rank that updates it, its place in that rank's part
+        # parameter -> the rank that updates it, and its place in that rank's part of step()'s flat buffer
+        self.owner, self.offset, self.part = {}, {}, 0
         for group in self.param_groups:
             P = group["params"]
             per_rank = math.ceil(len(P) / self.world_size)
@@ -484,14 +485,16 @@ def main(num_trials=1):
                 due = master and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
                 step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), stop[0] if stop else 0, device=device),
                                           torch.full((), due, device=device)]).int()
-                flags_sent = dist.all_reduce(step_flags, op=dist.ReduceOp.MAX, async_op=True) if world_size > 1 else None
+                flags_sent = None if world_size == 1 else dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True)
                 eta = lr_multiplier(step)
                 for group in (g for opt in optimizers for g in opt.param_groups):
                     group["lr"] = group["initial_lr"] * eta
                 if world_size > 1:  # sum gradients over ranks, except a sharded optimizer's (Muon sums its own)
                     grads = [p.grad for p in raw_model.parameters() if p.grad is not None and p not in sharded]
                     vectors = [g for g in grads if g.ndim < 2]  # biases and gains: one all-reduce for all of them
-                    buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
+                    buckets = [g for g in grads if g.ndim >= 2]
+                    if vectors:
+                        buckets.append(torch.cat([g.flatten() for g in vectors]))
                     works = [dist.all_reduce(b, async_op=True) for b in buckets]
                 for opt in optimizers:
                     if world_size > 1 and works and not getattr(opt, "owner", None):  # the first unsharded optimizer
@@ -503,7 +506,7 @@ def main(num_trials=1):
                         works = []
                     opt.step()
                 raw_model.zero_grad(set_to_none=True)
-                if flags_sent:
+                if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
                     flags_sent.wait()
                 flags.copy_(step_flags, non_blocking=True)
                 if device.type == "cuda":

@@ -1,7 +1,7 @@
 """tools.preflight: the baseline passes; each deliberately broken copy fails its check and only that one.
 
 The runs use --steps 30 (baseline) and 12 (broken copies); the default (every one of the script's
-3250 steps) takes minutes on a 2-core CPU and is left to the command line.
+3250 steps) takes over a minute on a 2-core CPU and is left to the command line.
 """
 import ast
 import json
