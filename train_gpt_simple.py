@@ -517,6 +517,9 @@ def main(num_trials=1):
             log(f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
             log(f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
                 f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
+        if master and os.path.exists(ckpt_path):  # every trial is done: resuming would only replay a finished run
+            os.remove(ckpt_path)
+            log(f"all trials done: removed the checkpoint {ckpt_path}")
     finally:
         for s, handler in old_handlers.items():
             signal.signal(s, handler)

@@ -265,9 +265,10 @@ def test_periodic_checkpoints_are_exact(lab, tmp_path):
     log_path = only_file(log_dir)
     log = read(log_path)
     assert losses(log) == losses(base["log"])
-    assert os.listdir(checkpoint_dir) == [os.path.basename(log_path)[:-4] + ".pt"]  # no .tmp left
-    last = torch.load(os.path.join(checkpoint_dir, os.listdir(checkpoint_dir)[0]), weights_only=True)
-    assert (last["trial"], last["step"]) == (TRIALS - 1, STEPS - 1)  # written at every step up to the last
+    # written at every step; the run finished, so the last one (and no .tmp) is gone: it would only replay the end
+    ckpt_path = os.path.join(checkpoint_dir, os.path.basename(log_path)[:-4] + ".pt")
+    assert os.listdir(checkpoint_dir) == []
+    assert log.endswith(f"all trials done: removed the checkpoint {ckpt_path}\n")
     mid = torch.load(copy, weights_only=True)
     assert (mid["trial"], mid["step"]) == (0, copy_at - 2) and mid["log_path"] == log_path
     # resumed from the step-10 checkpoint, the run ends exactly as the uninterrupted one
@@ -277,6 +278,7 @@ def test_periodic_checkpoints_are_exact(lab, tmp_path):
     appended = read(log_path)[len(log):]
     assert appended.startswith(f"trial 1/{TRIALS} resumed from {copy} at step {copy_at - 2}\n")
     assert losses(appended, header=False) == losses(base["log"])[1:]  # trial 1 from step 25 on, then trial 2
+    assert not os.path.exists(copy) and appended.endswith(f"all trials done: removed the checkpoint {copy}\n")
 
 
 def test_other_world_size_resumes(lab, tmp_path):
