@@ -6,8 +6,8 @@
 Runs the script's main() (its model, optimizers and training loop, official sizes) for
 warmup + steps steps on random tokens, with a synchronized timestamp around every optimizer
 step, and reports after warm-up: ms/step, tokens/s, MFU, peak memory, the time to the end of the
-first step (compilation), the optimizer step alone and one val pass. Timing lives here, never
-in the tests.
+first step (compilation), the optimizer steps alone (with their own collectives) and one val pass.
+Timing lives here, never in the tests.
 """
 import argparse
 import json
