@@ -43,7 +43,7 @@ def test_baseline_passes_and_cli_json(capsys):
     assert set(statuses(info).values()) == {"PASS"}, preflight.format_report(info)
     assert [r["train_steps"] for r in info["runs"]] == [30, 10] and all(r["completed"] for r in info["runs"])
     text = preflight.format_report(info)
-    assert "PASS: all 15 checks" in text and "Wall time" in text and "--steps overrode train_steps" in text
+    assert "PASS: all 16 checks" in text and "Wall time" in text and "--steps overrode train_steps" in text
 
 
 BROKEN = {
@@ -63,6 +63,8 @@ BROKEN = {
     "finite": ("                    loss = model(inputs[i:i + micro], targets[i:i + micro])\n",
                "                    loss = model(inputs[i:i + micro], targets[i:i + micro])"
                " * (float('nan') if step >= 5 else 1.0)\n"),
+    "ranks": ("                            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
+              "                            pass  # the summed gradients of biases and gains never reach .grad\n"),
     "lr": ("    return 1.0 if x < 0.3 else (1 - x) / 0.7\n",  # a typo: below 0 in the last 10% of the steps
            "    return 1.0 if x < 0.3 else (0.9 - x) / 0.7\n"),
 }
@@ -83,6 +85,9 @@ def test_broken_copy_fails_only_its_check(tmp_path, check):
         detail = next(c["detail"] for c in info["checks"] if c["id"] == "run")
         assert "preflight test: the optimizer fails at step" in detail and str(path) in detail, detail
         assert "raise RuntimeError" in detail  # the script's own line
+    if check == "ranks":
+        detail = next(c["detail"] for c in info["checks"] if c["id"] == "ranks")
+        assert "the ranks end with different" in detail and "bias" in detail and "gains" in detail, detail
     if check == "optimizers":
         assert "proj.weight" in next(c["detail"] for c in info["checks"] if c["id"] == "optimizers")
 
@@ -106,7 +111,7 @@ def test_missing_names_fail_cleanly(tmp_path, capsys):
     assert preflight.main([str(path)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  load" in out and "lacks GPT" in out and "Traceback" not in out
-    assert "FAIL: 1 of 15 checks (load)" in out
+    assert "FAIL: 1 of 16 checks (load)" in out
 
 
 def test_syntax_error_fails_cleanly(tmp_path):

@@ -66,6 +66,9 @@ CHECKS = [
      "the model must use every parameter in its forward; do not clear .grad before the optimizer step"),
     ("updates", "-", "every optimized parameter with a non-zero gradient changes during training",
      "check its lr (and lr schedule) is non-zero and the optimizer's step writes the parameter"),
+    ("ranks", "-", "every rank ends each trial with the same parameters (no rank drifts from the others)",
+     "sum every gradient over ranks before the update (main() does it for an optimizer without `owner`); an "
+     "optimizer with `owner` must sum its own and hand every rank what it updated (Muon: reduce-scatter, all-gather)"),
     ("lr", "-", "every group's lr is finite and >= 0 at every optimizer step",
      "check lr_multiplier (and any other schedule) over all of train_steps, e.g. a decay that goes below 0 before the end"),
     ("architecture", "2.1",
@@ -541,6 +544,7 @@ class Recorder:
             self.r["unchanged"] |= (self.optimized & self.had_grad) - self.changed
             self.r["zero_grad"] |= (self.optimized - self.had_grad - set(self.r["no_grad"])) - self.changed
         self.r["nonfinite"] |= {n for n, p in self.model.named_parameters() if not torch.isfinite(p.detach().float()).all()}
+        self.r.setdefault("final", []).append({n: p.detach().clone() for n, p in self.model.named_parameters()})
         self.model = self.snapshot = None
 
     def wrap_main(self, main):
@@ -681,6 +685,23 @@ def judge_dynamic(report, runs, code):
     if nonfinite:
         bad.append(f"non-finite parameters at the end: {_clip(sorted(nonfinite))}")
     _verdict(report, "finite", bad, runs, "training losses, val losses and final parameters finite")
+    # ranks: a drift grows silently on the GPUs (each rank validates its own copy of the model)
+    problems, compared = [], 0
+    for run in (run for run in runs if run["world"] > 1 and run["completed"]):
+        finals = [r.get("final", []) for r in run["results"]]
+        for t, models in enumerate(zip(*finals)):
+            compared += 1
+            differ = [n for n, p in models[0].items()
+                      if any(not torch.allclose(m[n], p, rtol=0, atol=0, equal_nan=True) for m in models[1:])]
+            if differ:
+                worst = max((m[n].double() - models[0][n].double()).abs().nan_to_num(0).max().item()
+                            for n in differ for m in models[1:])
+                problems.append(f"{_describe(run)}, trial {t + 1}: the ranks end with different {_clip(differ)} "
+                                f"(largest difference {worst:.3g})")
+    if not problems and not compared and all(run["completed"] for run in runs):
+        report.set("ranks", SKIP, "no trial's final parameters were recorded")
+    else:
+        _verdict(report, "ranks", problems, runs, f"bitwise equal on all {WORLD} ranks at the end of the long run")
     # optimizers: complete once make_optimizers has returned
     none = sorted(set().union(*(r.get("none", set()) for r in results)))
     multi = sorted(set().union(*(r.get("multi", set()) for r in results)))
