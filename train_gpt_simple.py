@@ -221,8 +221,8 @@ class Muon(torch.optim.Optimizer):
             mine = flat.new_empty(self.part)
             dist.reduce_scatter_tensor(mine, flat.view(-1))
         for group in self.param_groups:
-            P, lr, wd, mu = group["params"], group["lr"], group["weight_decay"], group["mu"]
-            P = [p for p in P if self.owner[p] == self.rank]
+            P = [p for p in group["params"] if self.owner[p] == self.rank]  # this rank's matrices of the stack
+            lr, wd, mu = group["lr"], group["weight_decay"], group["mu"]
             if not P:
                 continue
             g = mine[self.offset[P[0]]:][:len(P) * P[0].numel()].view(len(P), *P[0].shape)
