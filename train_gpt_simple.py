@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+import types
 import uuid
 import zipfile
 
@@ -252,7 +253,7 @@ checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<
 checkpoint_every = None  # seconds between checkpoints; None: only on SIGTERM/SIGINT (each costs ~5 s for 1.4 GB)
 
 # -----------------------------------------------------------------------------
-# Init & Optim Hyperparams
+# Init & Optim Hyperparams: main() calls the functions below; as written they are the baseline.
 
 train_steps = 3250
 
@@ -278,36 +279,49 @@ def make_optimizers(model):
     return [muon, adam]
 
 
-def lr_multiplier(step):  # applied to every group's initial lr (weight decay scales with it)
+def lr_multiplier(step):
     x = step / train_steps
     return 1.0 if x < 0.3 else (1 - x) / 0.7
+
+
+def set_hparams(step, optimizers):
+    """Every group's hyperparameters for `step`, set after its backward, before the optimizers step.
+    group["initial_lr"] is the lr make_optimizers gave; weight decay scales with lr. Per-group
+    schedules go here: group["lr"], group["mu"], group["betas"], any key your optimizer reads."""
+    eta = lr_multiplier(step)
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * eta
+
+
+def is_val_step(step):
+    """Validate before training step `step` (step == train_steps: after the last one)?"""
+    return step == train_steps or step % (125 if step / train_steps < 0.9 else 25) == 0
+
+# The loop's extension points. `state` is a dict that belongs to the trial: whatever these functions
+# keep in it (tensors, numbers, lists and dicts of them) is saved in every checkpoint and restored on
+# resume. Compute it the same way on every rank. `model` is the uncompiled model (its parameters are
+# the compiled model's). Weights may change only here in before_forward and in the optimizers' step.
+
+
+def before_forward(step, model, optimizers, state):
+    """Runs before the first forward of training step `step`, e.g. a lookahead move of the weights."""
+
+
+def after_step(step, model, optimizers, state):
+    """Runs after the optimizers' step `step`, e.g. an EMA of the weights."""
+
+
+def readouts(step, model, val_loss, evaluate, state):
+    """At each val step: extra values to log after val_loss, as {name: value}, e.g. {"val_ema_loss": 3.27832}.
+    evaluate() returns the val loss of the model's current weights; put the weights back bit for bit."""
+    return {}
 
 # -----------------------------------------------------------------------------
 # Training and Validation
 
 
-def load_checkpoint(path, code):
-    """The checkpoint at `path`, refused unless it is whole and was written by this very script."""
-    try:
-        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs that torch.save writes
-            if z.testzip() is not None:
-                raise ValueError(f"corrupt member {z.testzip()}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
-        raise SystemExit(f"cannot resume from {path}: not a checkpoint of train_gpt_simple.py")
-    if ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
-        raise SystemExit(f"cannot resume from {path}: it was written by a different script; "
-                         f"the log {ckpt.get('log_path')} holds the code that wrote it")
-    return ckpt
-
-
-def main(num_trials=1):
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    master = rank == 0
-    if 8 % world_size:
-        raise SystemExit(f"world size {world_size} does not divide 8: launch with --nproc_per_node 1, 2, 4 or 8")
+def check_launch(world_size):
+    """Every fault that can be found before any GPU work, as one clear line (SystemExit)."""
     if device_type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
                          "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
@@ -326,200 +340,273 @@ def main(num_trials=1):
                          f"train shards hold only {have}: python data/cached_fineweb10B.py {chunks}")
     if val_have < val_tokens + 2:
         raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
+
+
+def choose_micro_batch(device, seqs_per_rank):
+    """micro_batch_seqs, or by GPU memory: 64 sequences on 80 GB GPUs (~1 GB per sequence, see README)."""
+    micro = micro_batch_seqs
+    if micro is None:
+        gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
+        micro = 64 if gib >= 70 else 32 if gib >= 35 else 16 if gib >= 18 else 8
+    return math.gcd(micro, seqs_per_rank)
+
+
+def load_checkpoint(path, code):
+    """The checkpoint at `path`, refused unless it is whole, was written by this very script, and its log is here."""
+    try:
+        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs that torch.save writes
+            if z.testzip() is not None:
+                raise ValueError(f"corrupt member {z.testzip()}")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
+        raise SystemExit(f"cannot resume from {path}: not a checkpoint of train_gpt_simple.py")
+    if ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
+        raise SystemExit(f"cannot resume from {path}: it was written by a different script; "
+                         f"the log {ckpt.get('log_path')} holds the code that wrote it")
+    if not os.path.isfile(ckpt["log_path"]):
+        raise SystemExit(f"cannot resume from {path}: its log {ckpt['log_path']} is not there (it holds the run so "
+                         "far and gets the rest); put it back, or resume from the directory the run was launched in")
+    return ckpt
+
+
+def to_device(obj, device):
+    """A checkpoint's nested dicts, lists and tuples with every tensor moved to `device`."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(x, device) for x in obj)
+    return {k: to_device(v, device) for k, v in obj.items()} if isinstance(obj, dict) else obj
+
+
+def save_checkpoint(run, optimizers, **ckpt):
+    """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG; sharded optimizer state
+    (an optimizer with `owner`) is gathered from the ranks that own it first."""
+    opt_states = []
+    for opt in optimizers:
+        sd = opt.state_dict()
+        if run.world_size > 1 and getattr(opt, "owner", None):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in sd["state"].items()
+                    if opt.owner[params[i]] == run.rank}
+            parts = [None] * run.world_size if run.rank == 0 else None
+            dist.gather_object(mine, parts)
+            sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
+        opt_states.append(sd)
+    if run.rank == 0:
+        os.makedirs(os.path.dirname(run.ckpt_path) or ".", exist_ok=True)
+        cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+        torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
+                        num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
+                        optimizers=opt_states, rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
+        os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the previous checkpoint stays until this one is whole
+
+
+def restore(run, ckpt, optimizers):
+    """The interrupted trial's model, optimizer states (each rank keeps its own shard) and RNG."""
+    run.raw_model.load_state_dict(ckpt["model"])
+    for opt, sd in zip(optimizers, ckpt["optimizers"]):
+        if getattr(opt, "owner", None):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            sd = dict(sd, state={i: st for i, st in sd["state"].items() if opt.owner[params[i]] == run.rank})
+        opt.load_state_dict(sd)
+    torch.set_rng_state(ckpt["rng"])
+    if run.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], run.device)
+    return to_device(ckpt["state"], run.device)
+
+
+def evaluate(run):
+    """Val loss of the model's current weights: the summed loss over the val set and the ranks, per token."""
+    with torch.no_grad():
+        loss = sum(run.model(run.val_inputs[i:i + run.micro], run.val_targets[i:i + run.micro]).double()
+                   for i in range(0, len(run.val_inputs), run.micro))
+    if run.world_size > 1:
+        dist.all_reduce(loss)
+    return loss.item() / val_tokens
+
+
+def forward_backward(run, inputs, targets):
+    """One forward and one backward per microbatch; loss and gradients are sums over the microbatches."""
+    train_loss = 0
+    for i in range(0, len(inputs), run.micro):
+        loss = run.model(inputs[i:i + run.micro], targets[i:i + run.micro])
+        loss.backward()
+        train_loss += loss.detach()
+    return train_loss
+
+
+def optimizer_step(run, optimizers):
+    """Sum the gradients over ranks and step every optimizer. An optimizer with `owner` (Muon) sums its own
+    inside step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors together)
+    and waited for just before the first optimizer that reads them."""
+    works, params = [], run.raw_model.parameters()
+    if run.world_size > 1:
+        sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
+        grads = [p.grad for p in params if p.grad is not None and p not in sharded]
+        vectors = [g for g in grads if g.ndim < 2]  # biases and gains
+        buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
+        works = [dist.all_reduce(b, async_op=True) for b in buckets]
+    for opt in optimizers:
+        if works and not getattr(opt, "owner", None):
+            for work in works:
+                work.wait()
+            if vectors:
+                sums = buckets[-1].split([g.numel() for g in vectors])
+                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
+            works = []
+        opt.step()
+    run.raw_model.zero_grad(set_to_none=True)
+
+
+def run_trial(run, trial, ckpt):
+    """One trial: a fresh init (or the checkpoint's state), then every step with its val passes."""
+    seed, tag = run.seed0 + trial, f"trial {trial + 1}/{run.num_trials}"
+    run.raw_model.zero_grad(set_to_none=True)
+    if ckpt:
+        optimizers = make_optimizers(run.raw_model)
+        state = restore(run, ckpt, optimizers)
+        start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
+        log(run, f"{tag} resumed from {run.ckpt_path} at step {start}")
+    else:
+        log(run, f"{tag} seed {seed}")
+        torch.manual_seed(seed)
+        init_params(run.raw_model)
+        optimizers = make_optimizers(run.raw_model)
+        for group in (g for opt in optimizers for g in opt.param_groups):
+            group["initial_lr"] = group["lr"]
+        state, start, reached, train_time = {}, 0, None, 0.0
+    train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size, seq_len, run.device)
+    for _ in range(start):
+        next(train_loader)
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
+    # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on the host during
+    # the next step, after its forward and backward are queued: no step waits for the GPU
+    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.device.type == "cuda"), None
+    val, last_save, t0 = float("nan"), time.perf_counter(), time.perf_counter()
+    for step in range(start, train_steps + 1):
+        if is_val_step(step):
+            run.sync()
+            train_time += time.perf_counter() - t0  # the clock stops during val
+            val = evaluate(run)
+            extra = readouts(step, run.raw_model, val, lambda: evaluate(run), state)
+            log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}" + "".join(f" {k}:{v:.5f}" for k, v in extra.items())
+                + f" train_time:{train_time:.3f}s step_avg:{1000 * train_time / max(step, 1):.2f}ms")
+            if reached is None and val <= 3.28:
+                reached = step
+            t0 = time.perf_counter()
+        if step == train_steps:
+            break
+        inputs, targets = next(train_loader)
+        before_forward(step, run.raw_model, optimizers, state)
+        train_loss = forward_backward(run, inputs, targets)
+        if step > start:  # the previous step's flags
+            if flags_ready is not None:
+                flags_ready.synchronize()
+            nonfinite, signum, save = flags.tolist()
+            if nonfinite:
+                log(run, f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
+                break
+        due = run.rank == 0 and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
+        step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), run.stop[0] if run.stop else 0,
+                                  device=run.device), torch.full((), due, device=run.device)]).int()
+        flags_sent = dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True) if run.world_size > 1 else None
+        set_hparams(step, optimizers)
+        optimizer_step(run, optimizers)
+        after_step(step, run.raw_model, optimizers, state)
+        if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
+            flags_sent.wait()
+        flags.copy_(step_flags, non_blocking=True)
+        if run.device.type == "cuda":
+            flags_ready = torch.cuda.Event()
+            flags_ready.record()
+        if step > start and (signum or save):  # the state after this step: a resume starts at step + 1
+            run.sync()
+            train_time += time.perf_counter() - t0
+            save_checkpoint(run, optimizers, trial=trial, step=step + 1, train_time=train_time, reached=reached,
+                            state=state)
+            last_save = t0 = time.perf_counter()
+            if signum:
+                log(run, f"{tag} stopped by signal {signum} at step {step + 1}; checkpoint {run.ckpt_path}; "
+                    "resume with: RESUME=" + run.ckpt_path + " and the same launch command")
+                raise SystemExit(128 + signum)
+    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.device.type == "cuda" else 0.0
+    log(run, f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
+    log(run, f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
+        f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
+
+
+def log(run, line, echo=True):
+    if run.rank == 0:
+        if echo:
+            print(line)
+        run.logfile.write(line + "\n")
+        run.logfile.flush()
+
+
+def main(num_trials=1):
+    try:
+        rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise SystemExit("RANK and WORLD_SIZE must be whole numbers (torchrun sets them); "
+                         f"got RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}") from None
+    if world_size < 1 or 8 % world_size or not 0 <= rank < world_size:
+        raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below it): "
+                         "launch with torchrun --nproc_per_node 1, 2, 4 or 8")
+    check_launch(world_size)
     with open(__file__) as f:
         code = f.read()
     resume = os.environ.get("RESUME")
     ckpt = load_checkpoint(resume, code) if resume else None
-    seqs_per_rank = batch_size // world_size // seq_len
 
     if device_type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability(device) == (8, 0):
+            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public modded-nanogpt issue "
+                             "#268): install torch 2.11 or newer")
+        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention fails to build a plan for this layout on some versions
     else:
         device = torch.device("cpu")
     if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run at the next step, then exits
+    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run after the next step, then exits
     old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        micro = micro_batch_seqs
-        if micro is None:  # largest that fits, by our estimate of 1 GB per sequence at 80 GB
-            gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
-            micro = 64 if gib >= 70 else 32 if gib >= 35 else 16 if gib >= 18 else 8
-        micro = math.gcd(micro, seqs_per_rank)
-
-        log_path = ckpt["log_path"] if ckpt else os.path.join(log_dir, f"{uuid.uuid4()}.txt")
-        ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(log_path)[:-4] + ".pt")
-        if master:
-            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-            logfile = open(log_path, "a")
-            print(f"logging to {log_path}")
-
-        def log(line, echo=True):
-            if master:
-                if echo:
-                    print(line)
-                logfile.write(line + "\n")
-                logfile.flush()
-
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, num_trials=num_trials,
+                                    stop=stop, micro=choose_micro_batch(device, batch_size // world_size // seq_len),
+                                    sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None)
+        run.log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(log_dir, f"{uuid.uuid4()}.txt"))
+        run.ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(run.log_path)[:-4] + ".pt")
+        if rank == 0:
+            os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
+            run.logfile = open(run.log_path, "a")
+            print(f"logging to {run.log_path}")
         if not ckpt:
-            log(code, echo=False)
-            log("=" * 100, echo=False)
-            log(f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
-                f"| micro_batch_seqs {micro}")
-            log("=" * 100, echo=False)
-
+            log(run, code, echo=False)
+            log(run, "=" * 100, echo=False)
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
+                f"| micro_batch_seqs {run.micro}")
+            log(run, "=" * 100, echo=False)
         with torch.device(device):
-            raw_model = GPT(vocab_size, num_layers, model_dim)
-        model = torch.compile(raw_model) if device.type == "cuda" else raw_model
-        val_inputs, val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size, seq_len, device))
-        sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-
-        def val_loss():
-            with torch.no_grad():
-                loss = sum(model(val_inputs[i:i + micro], val_targets[i:i + micro]).double()
-                           for i in range(0, len(val_inputs), micro))
-            if world_size > 1:
-                dist.all_reduce(loss)
-            return loss.item() / val_tokens
-
-        def save_checkpoint(trial, step, train_time, reached):
-            opt_states = []
-            for opt in optimizers:
-                sd = opt.state_dict()
-                if world_size > 1 and getattr(opt, "owner", None):  # sharded state: rank 0 collects every part
-                    params = [p for g in opt.param_groups for p in g["params"]]
-                    mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in sd["state"].items()
-                            if opt.owner[params[i]] == rank}
-                    parts = [None] * world_size if master else None
-                    dist.gather_object(mine, parts)
-                    sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
-                opt_states.append(sd)
-            if master:
-                os.makedirs(os.path.dirname(ckpt_path) or ".", exist_ok=True)
-                torch.save(dict(script_sha256=hashlib.sha256(code.encode()).hexdigest(), log_path=log_path,
-                                num_trials=num_trials, trial=trial, seed0=seed0, step=step, train_time=train_time,
-                                reached=reached, model=raw_model.state_dict(), optimizers=opt_states,
-                                rng=torch.get_rng_state(), cuda_rng=torch.cuda.get_rng_state(device)
-                                if device.type == "cuda" else None), ckpt_path + ".tmp")
-                os.replace(ckpt_path + ".tmp", ckpt_path)  # the previous checkpoint stays until this one is whole
-
+            run.raw_model = GPT(vocab_size, num_layers, model_dim)
+        run.model = torch.compile(run.raw_model) if device.type == "cuda" else run.raw_model
+        run.val_inputs, run.val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size,
+                                                                          seq_len, device))
         seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
         if world_size > 1:  # every rank initializes from rank 0's seed
             seed0_t = torch.tensor(seed0, device=device)
             dist.broadcast(seed0_t, 0)
             seed0 = seed0_t.item()
-        if ckpt:
-            seed0, num_trials = ckpt["seed0"], ckpt["num_trials"]
-        last_save = time.perf_counter()
-        for trial in range(ckpt["trial"] if ckpt else 0, num_trials):
-            seed, tag = seed0 + trial, f"trial {trial + 1}/{num_trials}"
-            raw_model.zero_grad(set_to_none=True)
-            optimizers = None
-            if ckpt and trial == ckpt["trial"]:  # resume: the state of the interrupted run, then its data position
-                raw_model.load_state_dict(ckpt["model"])
-                optimizers = make_optimizers(raw_model)
-                for opt, sd in zip(optimizers, ckpt["optimizers"]):
-                    if getattr(opt, "owner", None):  # keep only this rank's shard
-                        params = [p for g in opt.param_groups for p in g["params"]]
-                        sd = dict(sd, state={i: st for i, st in sd["state"].items() if opt.owner[params[i]] == rank})
-                    opt.load_state_dict(sd)
-                torch.set_rng_state(ckpt["rng"])
-                if device.type == "cuda":
-                    torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-                start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
-                log(f"{tag} resumed from {resume} at step {start}")
-            else:
-                log(f"{tag} seed {seed}")
-                torch.manual_seed(seed)
-                init_params(raw_model)
-                optimizers = make_optimizers(raw_model)
-                for group in (g for opt in optimizers for g in opt.param_groups):
-                    group["initial_lr"] = group["lr"]
-                start, reached, train_time = 0, None, 0.0
-            sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}  # their optimizer sums their grads
-            train_loader = distributed_data_generator(train_files, batch_size, rank, world_size, seq_len, device)
-            for _ in range(start):
-                next(train_loader)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            # per step [loss not finite, stop signal, checkpoint due], MAX over ranks, copied to (pinned) host memory
-            flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=device.type == "cuda"), None
-            val, t0 = float("nan"), time.perf_counter()
-            for step in range(start, train_steps + 1):
-                last = step == train_steps
-                if (last or step % (125 if step / train_steps < 0.9 else 25) == 0) and not (ckpt and step == start):
-                    sync()
-                    train_time += time.perf_counter() - t0  # the clock stops during val
-                    val = val_loss()
-                    log(f"step:{step}/{train_steps} val_loss:{val:.5f} train_time:{train_time:.3f}s "
-                        f"step_avg:{1000 * train_time / max(step, 1):.2f}ms")
-                    if reached is None and val <= 3.28:
-                        reached = step
-                    t0 = time.perf_counter()
-                if last:
-                    break
-                inputs, targets = next(train_loader)
-                train_loss = 0
-                for i in range(0, len(inputs), micro):
-                    loss = model(inputs[i:i + micro], targets[i:i + micro])
-                    loss.backward()
-                    train_loss += loss.detach()
-                if step > start:  # the previous step's flags: waiting for them leaves this step's work queued
-                    if flags_ready is not None:
-                        flags_ready.synchronize()
-                    nonfinite, signum, save = flags.tolist()
-                    if nonfinite:
-                        log(f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
-                        break
-                    if signum or save:
-                        sync()
-                        train_time += time.perf_counter() - t0
-                        save_checkpoint(trial, step, train_time, reached)  # the state before this step's update
-                        last_save = t0 = time.perf_counter()
-                    if signum:
-                        log(f"{tag} stopped by signal {signum} at step {step}; checkpoint {ckpt_path}; "
-                            f"resume with: RESUME={ckpt_path} and the same launch command")
-                        raise SystemExit(128 + signum)
-                due = master and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
-                step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), stop[0] if stop else 0, device=device),
-                                          torch.full((), due, device=device)]).int()
-                flags_sent = None if world_size == 1 else dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True)
-                eta = lr_multiplier(step)
-                for group in (g for opt in optimizers for g in opt.param_groups):
-                    group["lr"] = group["initial_lr"] * eta
-                if world_size > 1:  # sum gradients over ranks, except a sharded optimizer's (Muon sums its own)
-                    grads = [p.grad for p in raw_model.parameters() if p.grad is not None and p not in sharded]
-                    vectors = [g for g in grads if g.ndim < 2]  # biases and gains: one all-reduce for all of them
-                    buckets = [g for g in grads if g.ndim >= 2]
-                    if vectors:
-                        buckets.append(torch.cat([g.flatten() for g in vectors]))
-                    works = [dist.all_reduce(b, async_op=True) for b in buckets]
-                for opt in optimizers:
-                    if world_size > 1 and works and not getattr(opt, "owner", None):  # the first unsharded optimizer
-                        for work in works:
-                            work.wait()
-                        if vectors:
-                            sums = buckets[-1].split([g.numel() for g in vectors])
-                            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
-                        works = []
-                    opt.step()
-                raw_model.zero_grad(set_to_none=True)
-                if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
-                    flags_sent.wait()
-                flags.copy_(step_flags, non_blocking=True)
-                if device.type == "cuda":
-                    flags_ready = torch.cuda.Event()
-                    flags_ready.record()
-            ckpt = None
-            peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0
-            log(f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
-            log(f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
-                f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
-        if master and os.path.exists(ckpt_path):  # every trial is done: resuming would only replay a finished run
-            os.remove(ckpt_path)
-            log(f"all trials done: removed the checkpoint {ckpt_path}")
+        run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (seed0, num_trials)
+        for trial in range(ckpt["trial"] if ckpt else 0, run.num_trials):
+            run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)
+        if rank == 0 and os.path.exists(run.ckpt_path):  # every trial is done: resuming would only replay a finished run
+            os.remove(run.ckpt_path)
+            log(run, f"all trials done: removed the checkpoint {run.ckpt_path}")
     finally:
         for s, handler in old_handlers.items():
             signal.signal(s, handler)
@@ -529,6 +616,6 @@ def main(num_trials=1):
 
 if __name__ == "__main__":
     arg = sys.argv[-1] if len(sys.argv) > 1 else "1"
-    if not arg.isdigit() or int(arg) < 1:
+    if not (arg.isascii() and arg.isdigit()) or int(arg) < 1:
         raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} [num_trials]  (got {arg!r})")
     main(int(arg))

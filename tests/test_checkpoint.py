@@ -29,7 +29,9 @@ SCRIPT = os.path.join(ROOT, "train_gpt_simple.py")
 STEPS = 26  # val at steps 0, 25 and 26 of each trial
 TRIALS = 2
 SEED = 4321
-STOP_AT = {1: 25, 2: 13}  # SIGTERM during this training forward (step N-1): the checkpoint is at step N
+STOP_AT = {1: 24, 2: 13}  # SIGTERM during this training forward (step N-1); its flag is read during step N,
+# which completes: the checkpoint holds the state after step N, and the run resumes at step N + 1
+RESUME_AT = {w: n + 1 for w, n in STOP_AT.items()}  # 1 process: 25, a val step the resumed run logs once
 # (25: a val step, logged before the stop, that the resumed run must not log again)
 SEP = "=" * 100
 VAL_RE = re.compile(r"^step:(\d+)/(\d+) val_loss:(\S+) train_time:([0-9.]+)s step_avg:")
@@ -133,7 +135,7 @@ def lab(tmp_path_factory):
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_sigterm_leaves_whole_checkpoint_and_log(lab, world_size):
     s, base = lab.stopped(world_size), lab.baseline(world_size)
-    k = STOP_AT[world_size]
+    k = RESUME_AT[world_size]
     for err in errors(s["results"]):
         assert err is not None and err.startswith("SystemExit: 143\n"), err
     # one checkpoint named after the log, no leftover .tmp
@@ -155,7 +157,7 @@ def test_sigterm_leaves_whole_checkpoint_and_log(lab, world_size):
     log = s["log"]
     assert log.startswith(lab.script_text + "\n" + SEP + "\n")
     assert f"world_size {world_size} |" in log
-    assert losses(log) == [(step, loss) for step, loss in losses(base["log"])[:3] if step <= k]
+    assert losses(log) == [(step, loss) for step, loss in losses(base["log"])[:3] if step < k]
     assert log.splitlines()[-1] == (f"trial 1/{TRIALS} stopped by signal 15 at step {k}; checkpoint {s['ckpt_path']}; "
                                     f"resume with: RESUME={s['ckpt_path']} and the same launch command")
 
@@ -163,7 +165,7 @@ def test_sigterm_leaves_whole_checkpoint_and_log(lab, world_size):
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_resume_ends_exactly_like_uninterrupted_run(lab, world_size):
     base, s, r = lab.baseline(world_size), lab.stopped(world_size), lab.resumed(world_size)
-    k = STOP_AT[world_size]
+    k = RESUME_AT[world_size]
     assert errors(r["results"]) == [None] * world_size
     for rank in range(world_size):  # every rank ends each trial with the uninterrupted run's parameters
         assert_same_params(r["results"][rank]["params"], base["results"][0]["params"])
@@ -255,7 +257,7 @@ def test_bit_flipped_checkpoint_is_refused(lab, tmp_path):
 
 def test_periodic_checkpoints_are_exact(lab, tmp_path):
     base = lab.baseline(1)
-    copy_at = 12  # the training forward of step 11: the file then holds the checkpoint of step 10
+    copy_at = 12  # the training forward of step 11: the file then holds the state after step 10
     copy = str(tmp_path / "periodic_copy.pt")
     results = lab.run("periodic", 1, functools.partial(ci.chain, [ci.capture_trials, functools.partial(
         ci.copy_checkpoint_at, copy_at, copy)]), checkpoint_every=0)
@@ -270,13 +272,13 @@ def test_periodic_checkpoints_are_exact(lab, tmp_path):
     assert os.listdir(checkpoint_dir) == []
     assert log.endswith(f"all trials done: removed the checkpoint {ckpt_path}\n")
     mid = torch.load(copy, weights_only=True)
-    assert (mid["trial"], mid["step"]) == (0, copy_at - 2) and mid["log_path"] == log_path
+    assert (mid["trial"], mid["step"]) == (0, copy_at - 1) and mid["log_path"] == log_path
     # resumed from the step-10 checkpoint, the run ends exactly as the uninterrupted one
     results = lab.run("periodic", 1, ci.capture_trials, resume=copy, checkpoint_every=0)
     assert errors(results) == [None]
     assert_same_params(results[0]["params"], base["results"][0]["params"])
     appended = read(log_path)[len(log):]
-    assert appended.startswith(f"trial 1/{TRIALS} resumed from {copy} at step {copy_at - 2}\n")
+    assert appended.startswith(f"trial 1/{TRIALS} resumed from {copy} at step {copy_at - 1}\n")
     assert losses(appended, header=False) == losses(base["log"])[1:]  # trial 1 from step 25 on, then trial 2
     assert not os.path.exists(copy) and appended.endswith(f"all trials done: removed the checkpoint {copy}\n")
 
@@ -296,7 +298,7 @@ def test_other_world_size_resumes(lab, tmp_path):
     results = lab.run("other_world", 1, ci.capture_trials, resume=path)
     assert errors(results) == [None]
     log = read(log_path)
-    assert f"trial 1/{TRIALS} resumed from {path} at step {STOP_AT[2]}" in log
+    assert f"trial 1/{TRIALS} resumed from {path} at step {RESUME_AT[2]}" in log
     got, want1, want2 = losses(log), losses(base1["log"]), losses(base2["log"])
     assert [step for step, _ in got] == [step for step, _ in want2] == [0, 25, 26] * TRIALS
     diffs = [abs(float(a) - float(b)) for (_, a), (_, b) in zip(got[:3], want2[:3])]
