@@ -34,7 +34,9 @@ def shard_token_count(path):
     with open(path, "rb") as f:
         header = f.read(1024)
     magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
-    redownload = "re-download it with: python data/cached_fineweb10B.py"
+    kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
+    chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
+    redownload = f"re-download it with: python data/cached_fineweb10B.py {max(chunks, 1)} (it replaces only bad files)"
     if len(header) < 1024 or magic != 20240520 or version != 1:
         raise ValueError(f"{path}: not a token shard of this benchmark (magic {magic}, version {version}, "
                          f"header {len(header)} bytes; expected 20240520, 1, 1024); {redownload}")
@@ -300,7 +302,8 @@ def is_val_step(step):
 # The loop's extension points. `state` is a dict that belongs to the trial: whatever these functions
 # keep in it (tensors, numbers, lists and dicts of them) is saved in every checkpoint and restored on
 # resume. Compute it the same way on every rank. `model` is the uncompiled model (its parameters are
-# the compiled model's). Weights may change only here in before_forward and in the optimizers' step.
+# the compiled model's). Weights may change in before_forward, the optimizers' step and after_step only:
+# val passes and readouts must leave them bit for bit (tools.preflight checks all of this).
 
 
 def before_forward(step, model, optimizers, state):
@@ -603,7 +606,11 @@ def main(num_trials=1):
             seed0 = seed0_t.item()
         run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (seed0, num_trials)
         for trial in range(ckpt["trial"] if ckpt else 0, run.num_trials):
-            run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)
+            try:
+                run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)
+            except torch.OutOfMemoryError:
+                raise SystemExit(f"out of GPU memory with micro_batch_seqs = {run.micro} sequences per forward: set "
+                                 f"micro_batch_seqs = {max(1, run.micro // 2)} in the Setup section (same math)") from None
         if rank == 0 and os.path.exists(run.ckpt_path):  # every trial is done: resuming would only replay a finished run
             os.remove(run.ckpt_path)
             log(run, f"all trials done: removed the checkpoint {run.ckpt_path}")
