@@ -1,4 +1,4 @@
-"""The benchmark's token shard format (SPEC section 3), for tools, tests and synthetic data.
+"""The benchmark's token shard format (RULES.md section 3), for tools, tests and synthetic data.
 
 A shard is a header of 256 little-endian int32 values ([0] magic 20240520, [1] version 1,
 [2] token count) followed by that many uint16 GPT-2 tokens, so its size is exactly

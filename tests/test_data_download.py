@@ -2,17 +2,22 @@
 
 The downloader runs as a user runs it (a subprocess, HF_ENDPOINT pointing at the stand-in), so the
 real huggingface_hub client builds the URLs and headers and its HTTP session does the transfers.
+The stand-in also answers the hub's paths-info API, which gives each file's size and LFS sha256.
 """
 import errno
 import functools
+import hashlib
+import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
@@ -25,6 +30,7 @@ from data.shards import HEADER_BYTES, shard_tokens, write_shard  # noqa: E402
 
 SCRIPT = ROOT / "data" / "cached_fineweb10B.py"
 RESOLVE = "/datasets/kjj0/fineweb10B-gpt2/resolve/main/"
+LISTING = "/api/datasets/kjj0/fineweb10B-gpt2/paths-info/main"
 NAMES = ["fineweb_val_000000.bin"] + [f"fineweb_train_{i:06d}.bin" for i in (1, 2, 3)]
 RETRY = "run the same command again"
 
@@ -36,10 +42,14 @@ class FakeHub:
     full Content-Length but closes after half the bytes, on the first GET only; "no-range" ignores
     Range headers, as some proxies and CDNs do; "short-206" answers a Range request with a
     Content-Range up to the end of the file but sends (and declares in Content-Length) only half of it.
+
+    The list of files (POST to the paths-info API) describes `listed[name]` where set, else the
+    served bytes; `listing` = an int answers that HTTP status instead, "no-lfs" lists no sha256.
     """
 
     def __init__(self, files):
         self.files, self.faults, self.requests = files, {}, []
+        self.listed, self.listing = {}, None
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +58,9 @@ class FakeHub:
 
             def do_HEAD(self):
                 hub.handle(self, body=False)
+
+            def do_POST(self):
+                hub.list_files(self)
 
             def log_message(self, *args):
                 pass
@@ -78,6 +91,31 @@ class FakeHub:
         if req.path.startswith("/cdn/") and req.path[5:] in self.files:
             return self.serve(req, req.path[5:], body)
         self.error(req, 404, body)
+
+    def list_files(self, req):
+        form = parse_qs(req.rfile.read(int(req.headers.get("Content-Length", 0))).decode())
+        self.requests.append((req.command, req.path, req.headers))
+        if req.path != LISTING:
+            return self.error(req, 404, True)
+        if isinstance(self.listing, int):
+            return self.error(req, self.listing, True)
+        entries = []
+        for path in form.get("paths", []):
+            if path in self.files:
+                data = self.listed.get(path, self.files[path])
+                entry = {"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                if self.listing != "no-lfs":
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entries.append(entry)
+        payload = json.dumps(entries).encode()
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        req.wfile.write(payload)
+
+    def listings(self):
+        return [p for m, p, h in self.requests if m == "POST"]
 
     def error(self, req, status, body, code=None):
         payload = b'{"error": "stand-in hub error"}'
@@ -156,7 +194,18 @@ def run(args, endpoint, tmp_path, cwd=ROOT, **env_extra):
 
 
 def listing(folder):
-    return sorted(p.name for p in folder.iterdir())
+    """The files in `folder`, less the record of checked sha256 values."""
+    return sorted(p.name for p in folder.iterdir() if p.name != dl.RECORD_NAME)
+
+
+def contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.fixture(autouse=True)
+def offline_in_process(monkeypatch):
+    """Calls of dl.main inside pytest never reach the real hub unless a test points them at the stand-in."""
+    monkeypatch.setattr(dl.hf_constants, "HF_HUB_OFFLINE", True)
 
 
 def test_fresh_download_writes_the_hubs_bytes(hub, shard_bytes, tmp_path):
@@ -167,9 +216,13 @@ def test_fresh_download_writes_the_hubs_bytes(hub, shard_bytes, tmp_path):
     for name in NAMES[:3]:
         assert (out / name).read_bytes() == shard_bytes[name]
     assert [name for name, _ in hub.gets()] == NAMES[:3]
+    assert hub.listings() == [LISTING]  # one request for the sizes and sha256 of all three
     # HF_TOKEN reaches the hub as huggingface_hub sends it
-    resolves = [h for m, p, h in hub.requests if p.startswith(RESOLVE)]
-    assert resolves and all(h.get("Authorization") == "Bearer hf_stand_in_token" for h in resolves)
+    resolves = [h for m, p, h in hub.requests if p.startswith(RESOLVE) or p == LISTING]
+    assert len(resolves) == 4 and all(h.get("Authorization") == "Bearer hf_stand_in_token" for h in resolves)
+    record = json.loads((out / dl.RECORD_NAME).read_text())
+    assert {name: entry["sha256"] for name, entry in record.items()} == \
+        {name: hashlib.sha256(shard_bytes[name]).hexdigest() for name in NAMES[:3]}
     train = 4000 + 5000
     assert f"3 valid shards in {out}: {3000 + train:,} tokens (val 3,000; train {train:,} in 2 shards)" \
         in result.stdout
@@ -177,16 +230,25 @@ def test_fresh_download_writes_the_hubs_bytes(hub, shard_bytes, tmp_path):
     assert "100%" in result.stderr  # the progress bars
 
 
-def test_second_call_skips_valid_files_without_network(hub, shard_bytes, tmp_path):
+def test_second_call_skips_valid_files_with_one_listing_request(hub, shard_bytes, tmp_path):
     out = tmp_path / "shards"
     assert run(["2", "--dir", str(out)], hub.url, tmp_path).returncode == 0
     stamps = {name: (out / name).stat().st_mtime_ns for name in NAMES[:3]}
     hub.requests.clear()
     again = run(["2", "--dir", str(out)], hub.url, tmp_path)
     assert again.returncode == 0, again.stderr
-    assert hub.requests == []
+    assert [(m, p) for m, p, h in hub.requests] == [("POST", LISTING)]  # sizes and sha256, no file transfer
     assert "all 3 files already present and valid" in again.stdout
+    assert "checked against the hub's list: header, size, and sha256" in again.stdout
+    assert "sha256" not in again.stderr  # no progress bar: the sha256 values checked at download are remembered
     assert {name: (out / name).stat().st_mtime_ns for name in NAMES[:3]} == stamps
+    # offline: no request at all, and the output says the hub was not consulted
+    hub.requests.clear()
+    offline = run(["2", "--dir", str(out)], hub.url, tmp_path, HF_HUB_OFFLINE="1")
+    assert offline.returncode == 0, offline.stderr
+    assert hub.requests == []
+    assert "all 3 files already present and valid" in offline.stdout
+    assert "(checked by header only (HF_HUB_OFFLINE=1 is set))" in offline.stdout
     # asking for one chunk more fetches only that one
     more = run(["3", "--dir", str(out)], hub.url, tmp_path)
     assert more.returncode == 0, more.stderr
@@ -194,8 +256,10 @@ def test_second_call_skips_valid_files_without_network(hub, shard_bytes, tmp_pat
     assert (out / NAMES[3]).read_bytes() == shard_bytes[NAMES[3]]
 
 
-@pytest.mark.parametrize("damage, fault", [("truncate", "truncated"), ("magic", "bad magic number")])
-def test_invalid_local_file_is_reported_and_fetched_again(hub, shard_bytes, tmp_path, damage, fault):
+@pytest.mark.parametrize("damage, fault, action, get", [
+    ("truncate", "truncated", "resuming it", "bytes=9014-"),  # 4,000 tokens = 9,024 bytes, less 10
+    ("magic", "bad magic number", "downloading it again", None)])
+def test_invalid_local_file_is_reported_and_fetched_again(hub, shard_bytes, tmp_path, damage, fault, action, get):
     out = tmp_path / "shards"
     assert run(["2", "--dir", str(out)], hub.url, tmp_path).returncode == 0
     bad = out / NAMES[1]
@@ -204,9 +268,10 @@ def test_invalid_local_file_is_reported_and_fetched_again(hub, shard_bytes, tmp_
     hub.requests.clear()
     result = run(["2", "--dir", str(out)], hub.url, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"{bad}: {fault}" in result.stdout and "downloading it again" in result.stdout
-    assert hub.gets() == [(NAMES[1], None)]
+    assert f"{bad}: {fault}" in result.stdout and action in result.stdout
+    assert hub.gets() == [(NAMES[1], get)]
     assert bad.read_bytes() == shard_bytes[NAMES[1]]
+    assert listing(out) == sorted(NAMES[:3])  # nothing set aside is left once the file is whole
 
 
 def test_cut_transfer_leaves_no_shard_and_the_next_call_resumes(hub, shard_bytes, tmp_path):
@@ -231,16 +296,28 @@ def test_cut_transfer_leaves_no_shard_and_the_next_call_resumes(hub, shard_bytes
         assert (out / n).read_bytes() == shard_bytes[n]
 
 
-def test_junk_partial_file_is_restarted(hub, shard_bytes, tmp_path):
-    # A .part longer than the remote file cannot be resumed (the server answers 416).
+@pytest.mark.parametrize("listed", [True, False])
+def test_junk_partial_file_is_restarted(hub, shard_bytes, tmp_path, listed):
+    # A .part longer than the remote file cannot be resumed. With the hub's list the downloader knows
+    # before asking; without it (a mirror without the list API) a header that promises more tokens
+    # than the .part holds makes it look like a start, and the server answers 416.
     out, data = tmp_path / "shards", shard_bytes[NAMES[0]]
     out.mkdir()
-    (out / f"{NAMES[0]}.part").write_bytes(data + b"extra")
+    junk = bytearray(data + b"extra")
+    junk[8:12] = struct.pack("<i", 99_999)
+    (out / f"{NAMES[0]}.part").write_bytes(junk)
+    if not listed:
+        hub.listing = 404
     result = run(["1", "--dir", str(out)], hub.url, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert hub.gets(NAMES[0]) == [(NAMES[0], f"bytes={len(data) + 5}-"), (NAMES[0], None)]
+    first = [] if listed else [(NAMES[0], f"bytes={len(data) + 5}-")]
+    assert hub.gets(NAMES[0]) == first + [(NAMES[0], None)]
+    assert f"set it aside as {NAMES[0]}.corrupt" in result.stdout
+    assert f"removed {NAMES[0]}.corrupt (set aside earlier)" in result.stdout
     assert (out / NAMES[0]).read_bytes() == shard_bytes[NAMES[0]]
     assert listing(out) == sorted(NAMES[:2])
+    if not listed:
+        assert "note: the hub's list of files is unavailable: " in result.stderr
 
 
 def test_partial_file_with_a_wrong_header_is_not_resumed(hub, shard_bytes, tmp_path):
@@ -251,18 +328,21 @@ def test_partial_file_with_a_wrong_header_is_not_resumed(hub, shard_bytes, tmp_p
     assert result.returncode == 0, result.stderr
     assert hub.gets(name) == [(name, None)]
     assert (out / name).read_bytes() == shard_bytes[name]
+    assert listing(out) == sorted(NAMES[:2])
 
 
 def test_partial_file_when_the_server_ignores_range(hub, shard_bytes, tmp_path):
     # A server that answers a Range request with the whole file (200) must not get appended to the .part.
     out, name = tmp_path / "shards", NAMES[0]
     out.mkdir()
-    (out / f"{name}.part").write_bytes(shard_bytes[name][:8] + b"\xff" * 92)  # a plausible start, wrong bytes
+    (out / f"{name}.part").write_bytes(shard_bytes[name][:12] + b"\xff" * 88)  # a plausible start, wrong bytes
     hub.faults[name] = "no-range"
     result = run(["1", "--dir", str(out)], hub.url, tmp_path)
     assert result.returncode == 0, result.stderr
     assert hub.gets(name) == [(name, "bytes=100-")]
+    assert "the server does not resume downloads" in result.stdout
     assert (out / name).read_bytes() == shard_bytes[name]
+    assert listing(out) == sorted(NAMES[:2])
 
 
 def test_short_resumed_transfer_is_caught_and_kept_for_resuming(hub, shard_bytes, tmp_path):
@@ -279,7 +359,7 @@ def test_short_resumed_transfer_is_caught_and_kept_for_resuming(hub, shard_bytes
     assert (out / f"{name}.part").read_bytes() == data[:have]  # kept: the next call resumes from there
 
 
-def test_complete_partial_file_is_kept_without_network(hub, shard_bytes, tmp_path):
+def test_complete_partial_file_is_kept_without_a_transfer(hub, shard_bytes, tmp_path):
     # A run that stopped between the last byte and the rename left a whole, valid .part.
     out, name = tmp_path / "shards", NAMES[0]
     out.mkdir()
@@ -287,7 +367,7 @@ def test_complete_partial_file_is_kept_without_network(hub, shard_bytes, tmp_pat
     (out / NAMES[1]).write_bytes(shard_bytes[NAMES[1]])
     result = run(["1", "--dir", str(out)], hub.url, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert hub.requests == []
+    assert hub.gets() == [] and hub.listings() == [LISTING]
     assert listing(out) == sorted(NAMES[:2])
     assert (out / name).read_bytes() == shard_bytes[name]
 
@@ -311,9 +391,10 @@ def test_connection_refused_is_reported(tmp_path):
     out = tmp_path / "shards"
     result = run(["1", "--dir", str(out)], f"http://127.0.0.1:{port}", tmp_path)
     assert result.returncode == 1
-    assert f"downloading {NAMES[0]} failed: ConnectError" in result.stderr
-    assert "could not reach the server" in result.stderr and RETRY in result.stderr
-    assert not (out / NAMES[0]).exists()
+    assert f"2 of 2 files need downloading, but could not reach the hub at http://127.0.0.1:{port}: " \
+           f"ConnectError" in result.stderr
+    assert "check the network connection" in result.stderr and RETRY in result.stderr
+    assert listing(out) == []
 
 
 def test_silent_server_times_out(tmp_path):
@@ -327,13 +408,25 @@ def test_silent_server_times_out(tmp_path):
     assert "ReadTimeout" in result.stderr and "no answer within 1 s" in result.stderr
 
 
-@pytest.mark.parametrize("arg", ["0", "104", "abc", "-3", "2.5"])
+@pytest.mark.parametrize("arg", ["0", "104", "abc", "-3", "2.5", "²", "٣", "1_0", " 3", ""])
 def test_bad_chunk_count_is_a_usage_error(arg, capsys):
     with pytest.raises(SystemExit) as exit_info:
         dl.main([arg])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: cached_fineweb10B.py") and "argument N" in err
+
+
+@pytest.mark.parametrize("verify", [[], ["--verify"]])
+def test_dir_that_is_a_file_or_empty(tmp_path, capsys, verify):
+    (tmp_path / "afile").write_bytes(b"x")
+    assert dl.main([*verify, "1", "--dir", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == (f"error: --dir {tmp_path / 'afile'} is a file, not a directory: pass --dir "
+                                       f"with the directory of the shards\n")
+    with pytest.raises(SystemExit) as exit_info:
+        dl.main([*verify, "1", "--dir", ""])
+    assert exit_info.value.code == 2 and "argument --dir: an empty path" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_bytes() == b"x" and listing(tmp_path) == ["afile"]
 
 
 def test_bad_chunk_count_from_the_command_line(tmp_path):
@@ -349,7 +442,8 @@ def test_verify_good_directory(shard_bytes, tmp_path):
         (out / name).write_bytes(shard_bytes[name])
     result = run(["--verify", "--dir", str(out)], "http://127.0.0.1:9", tmp_path)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"fineweb_val_000000\.bin +3,000 tokens", result.stdout)
+    assert re.search(r"fineweb_val_000000\.bin +3,000 tokens  header only \(offline\)", result.stdout)
+    assert "not compared with the hub's sizes and sha256 (run --verify online to compare them)" in result.stdout
     assert re.search(r"fineweb_train_000002\.bin +5,000 tokens", result.stdout)
     assert "3 valid shards" in result.stdout and "train 9,000 in 2 shards" in result.stdout
     assert dl.main(["--verify", "2", "--dir", str(out)]) == 0
@@ -404,17 +498,23 @@ class FullDisk:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
 
-def test_full_disk_says_how_much_space_is_needed(hub, tmp_path, monkeypatch, capsys):
+def test_full_disk_says_how_much_space_is_needed(hub, shard_bytes, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr(dl.hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(dl, "shard_url", lambda name: hub.url + RESOLVE + name)
+    monkeypatch.setattr(dl, "listing_url", lambda: hub.url + LISTING)
     monkeypatch.setattr(dl, "fetch", functools.partial(dl.fetch, open_file=FullDisk))
     out = tmp_path / "shards"
+    out.mkdir()
+    (out / f"{NAMES[1]}.corrupt").write_bytes(b"x" * 1500)  # set aside by an earlier run
     assert dl.main(["2", "--dir", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"the disk is full (No space left on device) while writing {NAMES[0]}" in err
-    assert "need about 600.0 MB more (about 200 MB per chunk)" in err  # 3 files still to come
+    # the 3 files still to come, at the sizes the hub lists: 7,024 + 9,024 + 11,024 bytes
+    assert "need about 27.1 KB more (about 200 MB per chunk)" in err
+    assert f"The 1 set-aside copies ({out}/*.corrupt*, 1.5 KB) can be deleted" in err
     assert RETRY in err
-    assert not (out / NAMES[0]).exists()
+    assert listing(out) == [f"{NAMES[1]}.corrupt"]
 
 
 def test_steps_per_shard_follow_the_train_stream():
@@ -436,3 +536,242 @@ def test_summary_says_whether_the_baseline_is_covered(tmp_path, train_chunks, ve
     text = "\n".join(dl.summary([(name, 100_000_000, None) for name in names], tmp_path))
     assert f"cover {190 * train_chunks:,} steps of 524,288 tokens: {verdict}" in text
     assert f"train {100_000_000 * train_chunks:,} in {train_chunks} shards), {disk} on disk" in text
+
+
+# -----------------------------------------------------------------------------
+# No byte is deleted before a better copy is in place
+
+
+def damaged(data, how):
+    """A shard's bytes, damaged the way a cut copy, a disk or a user's own shard might be."""
+    if how == "truncated":  # the start of the hub's file
+        return data[:len(data) // 2]
+    if how == "bad magic":
+        return b"\0\0\0\0" + data[4:]
+    if how == "short but self-consistent":  # a valid shard of 500 tokens fewer: not the hub's file
+        header = bytearray(data[:HEADER_BYTES])
+        header[8:12] = struct.pack("<i", (len(data) - HEADER_BYTES) // 2 - 500)
+        return bytes(header) + data[HEADER_BYTES:-1000]
+    if how == "bit flip":  # same size, one token changed
+        flipped = bytearray(data)
+        flipped[HEADER_BYTES + 100] ^= 1
+        return bytes(flipped)
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize("how", ["truncated", "bad magic", "short but self-consistent", "bit flip"])
+@pytest.mark.parametrize("index", [0, 2])
+def test_repair_command_replaces_only_the_bad_shard(hub, shard_bytes, tmp_path, how, index):
+    # For a bad shard the training script names `python data/cached_fineweb10B.py N`: N = the train
+    # shard's index, 1 for the val shard. That fetches the bad file alone and leaves the others be.
+    out, name = tmp_path / "shards", NAMES[index]
+    assert run(["3", "--dir", str(out)], hub.url, tmp_path).returncode == 0
+    bad = damaged(shard_bytes[name], how)
+    (out / name).write_bytes(bad)
+    stamps = {n: (out / n).stat().st_mtime_ns for n in NAMES if n != name}
+    hub.requests.clear()
+    result = run([str(max(index, 1)), "--dir", str(out)], hub.url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{out / name}: " in result.stdout  # what was wrong with it
+    assert hub.gets() == [(name, f"bytes={len(bad)}-" if how == "truncated" else None)]
+    assert (out / name).read_bytes() == shard_bytes[name]
+    assert {n: (out / n).stat().st_mtime_ns for n in NAMES if n != name} == stamps
+    assert listing(out) == sorted(NAMES)
+    assert (f"removed {name}.corrupt (set aside earlier)" in result.stdout) == (how != "truncated")
+
+
+def test_set_aside_copy_stays_until_the_replacement_is_whole(hub, shard_bytes, tmp_path):
+    out, name = tmp_path / "shards", NAMES[1]
+    out.mkdir()
+    (out / NAMES[0]).write_bytes(shard_bytes[NAMES[0]])
+    bad = damaged(shard_bytes[name], "bad magic")
+    (out / name).write_bytes(bad)
+    hub.faults[name] = "cut"
+    first = run(["1", "--dir", str(out)], hub.url, tmp_path)
+    assert first.returncode == 1 and RETRY in first.stderr
+    assert f"set {name} aside as {name}.corrupt" in first.stdout
+    half = len(shard_bytes[name]) // 2
+    assert (out / f"{name}.corrupt").read_bytes() == bad  # the user's bytes, still there
+    assert (out / f"{name}.part").read_bytes() == shard_bytes[name][:half]
+    assert listing(out) == sorted([NAMES[0], f"{name}.corrupt", f"{name}.part"])
+    shown = run(["--verify", "--dir", str(out)], hub.url, tmp_path)
+    assert re.search(rf"{name}\.corrupt +\(a damaged copy set aside; removed once {name} is downloaded whole\)",
+                     shown.stdout)
+    assert re.search(rf"{name}\.part +\(an unfinished download; the download command resumes it\)", shown.stdout)
+    assert listing(out) == sorted([NAMES[0], f"{name}.corrupt", f"{name}.part"])
+
+    second = run(["1", "--dir", str(out)], hub.url, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert hub.gets(name)[-1] == (name, f"bytes={half}-")
+    assert f"removed {name}.corrupt (set aside earlier) now that {name} is whole and valid" in second.stdout
+    assert listing(out) == sorted(NAMES[:2])
+    assert (out / name).read_bytes() == shard_bytes[name]
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "unreachable"])
+def test_offline_every_local_byte_stays(hub, shard_bytes, tmp_path, offline):
+    out = tmp_path / "shards"
+    out.mkdir()
+    files = {NAMES[0]: shard_bytes[NAMES[0]],
+             NAMES[1]: damaged(shard_bytes[NAMES[1]], "truncated"),
+             NAMES[2]: damaged(shard_bytes[NAMES[2]], "bad magic"),
+             f"{NAMES[3]}.part": b"<html>not a shard</html>"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    if offline == "HF_HUB_OFFLINE":
+        result = run(["3", "--dir", str(out)], hub.url, tmp_path, HF_HUB_OFFLINE="1")
+        assert hub.requests == []
+        why = "HF_HUB_OFFLINE=1 is set"
+    else:
+        hub.close()
+        result = run(["3", "--dir", str(out)], hub.url, tmp_path)
+        why = f"could not reach the hub at {hub.url}: ConnectError"
+    assert result.returncode == 1
+    assert f"error: 3 of 4 files need downloading, but {why}" in result.stderr
+    assert f"Nothing in {out} was changed; {RETRY}" in result.stderr
+    assert f"{out / NAMES[1]}: truncated" in result.stdout and f"{out / NAMES[2]}: bad magic" in result.stdout
+    assert contents(out) == files
+
+
+def test_short_file_with_a_self_consistent_header(hub, shard_bytes, tmp_path):
+    out, name = tmp_path / "shards", NAMES[1]
+    out.mkdir()
+    short = damaged(shard_bytes[name], "short but self-consistent")
+    assert len(short) == 8024  # 3,500 tokens where the hub has 4,000
+    (out / NAMES[0]).write_bytes(shard_bytes[NAMES[0]])
+    (out / name).write_bytes(short)
+    # offline only the header can be checked, and the output says so
+    quiet = run(["--verify", "1", "--dir", str(out)], hub.url, tmp_path, HF_HUB_OFFLINE="1")
+    assert quiet.returncode == 0, quiet.stderr
+    assert re.search(rf"{name} +3,500 tokens  header only \(offline\)", quiet.stdout)
+    assert "not compared with the hub's sizes and sha256" in quiet.stdout
+    offline = run(["1", "--dir", str(out)], hub.url, tmp_path, HF_HUB_OFFLINE="1")
+    assert offline.returncode == 0 and "(checked by header only (HF_HUB_OFFLINE=1 is set))" in offline.stdout
+    assert hub.requests == [] and (out / name).read_bytes() == short
+    # online the hub's size tells
+    checked = run(["--verify", "1", "--dir", str(out)], hub.url, tmp_path)
+    assert checked.returncode == 1
+    fault = f"{out / name}: 8,024 bytes with a self-consistent header, but the hub's file is 9,024 bytes"
+    assert re.search(rf"{name} +PROBLEM: {re.escape(fault)}", checked.stdout)
+    assert re.search(rf"{NAMES[0]} +3,000 tokens  size and sha256 match the hub", checked.stdout)
+    assert (out / name).read_bytes() == short  # --verify changes no shard
+    fixed = run(["1", "--dir", str(out)], hub.url, tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"{fault}; downloading it again (this copy is set aside until then)" in fixed.stdout
+    assert (out / name).read_bytes() == shard_bytes[name]
+    assert listing(out) == sorted(NAMES[:2])
+
+
+@pytest.mark.parametrize("mode, check, how", [
+    (None, "size and sha256 match the hub", "checked against the hub's list (http"),
+    ("no-lfs", "size matches the hub (it lists no sha256)", "checked against the hub's list (http"),
+    (404, "header only (no hub list)", "checked each file by its header only (magic, version, size = 1024 + 2 x "
+                                       "tokens): the hub's list of files is unavailable: HfHubHTTPError")])
+def test_verify_says_which_check_it_did(hub, shard_bytes, tmp_path, mode, check, how):
+    out = tmp_path / "shards"
+    out.mkdir()
+    for name in NAMES[:3]:
+        (out / name).write_bytes(shard_bytes[name])
+    hub.listing = mode
+    result = run(["--verify", "2", "--dir", str(out)], hub.url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name, tokens in zip(NAMES[:3], ("3,000", "4,000", "5,000")):
+        assert re.search(rf"{name} +{tokens} tokens  {re.escape(check)}$", result.stdout, re.M)
+    assert how in result.stdout
+    assert hub.gets() == [] and hub.listings() == [LISTING]
+
+
+def test_verify_reads_every_byte_and_its_command_repairs_what_it_finds(hub, shard_bytes, tmp_path):
+    out, name = tmp_path / "shards", NAMES[2]
+    assert run(["2", "--dir", str(out)], hub.url, tmp_path).returncode == 0
+    # One token changes but size and time stay: the download run trusts its record of checked sha256
+    # values (keyed by size and modification time) and reads nothing again...
+    stat = (out / name).stat()
+    (out / name).write_bytes(damaged(shard_bytes[name], "bit flip"))
+    os.utime(out / name, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    hub.requests.clear()
+    trusted = run(["2", "--dir", str(out)], hub.url, tmp_path)
+    assert trusted.returncode == 0 and hub.gets() == []
+    # ...while --verify reads every byte, and the command it prints replaces the file.
+    write_shard(out / "fineweb_train_000009.bin", np.arange(2000))  # a shard the hub does not have
+    checked = run(["--verify", "--dir", str(out)], hub.url, tmp_path)
+    assert checked.returncode == 1
+    sha = hashlib.sha256(shard_bytes[name]).hexdigest()
+    assert re.search(rf"{name} +PROBLEM: {re.escape(str(out / name))}: sha256 [0-9a-f]{{16}}\.\.\. differs from the "
+                     rf"hub's {sha[:16]}\.\.\.", checked.stdout)
+    assert re.search(r"fineweb_train_000009\.bin +PROBLEM: .*: not a file of the hub's dataset kjj0/fineweb10B-gpt2, "
+                     rf"yet the training script would read it: move it out of {re.escape(str(out))}", checked.stdout)
+    assert re.search(r"fineweb_train_000001\.bin +4,000 tokens  size and sha256 match the hub", checked.stdout)
+    assert "2 problems:" in checked.stderr
+    command = re.search(r"to fetch missing and invalid files again: python \S+ (.*)", checked.stderr).group(1)
+    assert command == f"9 --dir {out}"
+    (out / "fineweb_train_000009.bin").unlink()
+    repaired = run(["2", "--dir", str(out)], hub.url, tmp_path)
+    assert repaired.returncode == 0, repaired.stderr
+    assert hub.gets() == [(name, None)]
+    assert (out / name).read_bytes() == shard_bytes[name]
+    assert run(["--verify", "2", "--dir", str(out)], hub.url, tmp_path).returncode == 0
+
+
+def test_download_that_does_not_match_the_hubs_sha256_is_set_aside(hub, shard_bytes, tmp_path):
+    out, name = tmp_path / "shards", NAMES[0]
+    hub.listed[name] = damaged(shard_bytes[name], "bit flip")  # the list describes other bytes of the same size
+    result = run(["1", "--dir", str(out)], hub.url, tmp_path)
+    assert result.returncode == 1
+    assert f"downloading {name} failed: TransferError: the downloaded file does not match the hub's: " in result.stderr
+    assert f"set it aside as {name}.corrupt" in result.stderr and RETRY in result.stderr
+    assert listing(out) == [f"{name}.corrupt"]
+    assert (out / f"{name}.corrupt").read_bytes() == shard_bytes[name]
+
+
+def test_resumed_copy_with_a_wrong_start_is_downloaded_again_from_the_start(hub, shard_bytes, tmp_path):
+    out, name = tmp_path / "shards", NAMES[0]
+    out.mkdir()
+    start = bytearray(shard_bytes[name][:3000])
+    start[2000] ^= 0xFF  # a plausible header, but one wrong byte
+    (out / f"{name}.part").write_bytes(start)
+    result = run(["1", "--dir", str(out)], hub.url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert hub.gets(name) == [(name, "bytes=3000-"), (name, None)]
+    assert "the partial copy it resumed was not the start of the hub's file" in result.stdout
+    assert (out / name).read_bytes() == shard_bytes[name]
+    assert listing(out) == sorted(NAMES[:2])
+
+
+def test_truncated_shard_and_a_shorter_partial_file(hub, shard_bytes, tmp_path):
+    # Two starts of the same file: the longer is resumed, the shorter set aside until the file is whole.
+    out, name = tmp_path / "shards", NAMES[0]
+    out.mkdir()
+    (out / name).write_bytes(shard_bytes[name][:3000])
+    (out / f"{name}.part").write_bytes(shard_bytes[name][:2000])
+    result = run(["1", "--dir", str(out)], hub.url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert hub.gets(name) == [(name, "bytes=3000-")]
+    assert f"{name}.part is shorter than {name}: set it aside as {name}.corrupt" in result.stdout
+    assert f"removed {name}.corrupt" in result.stdout
+    assert (out / name).read_bytes() == shard_bytes[name]
+    assert listing(out) == sorted(NAMES[:2])
+
+
+@pytest.mark.parametrize("var, value", [
+    ("HF_HUB_DOWNLOAD_TIMEOUT", "abc"), ("HF_HUB_DOWNLOAD_TIMEOUT", "-1"), ("HF_HUB_DOWNLOAD_TIMEOUT", ""),
+    ("HF_HUB_DOWNLOAD_TIMEOUT", "²"), ("HF_HUB_ETAG_TIMEOUT", "1.5"),
+    ("HF_ENDPOINT", "http://[bad"), ("HF_ENDPOINT", "http://127.0.0.1:99999"), ("HF_ENDPOINT", "ftp://mirror"),
+    ("HF_ENDPOINT", "not a url"), ("HF_ENDPOINT", "https://hf mirror.com")])
+def test_odd_environment_values_get_one_line(tmp_path, var, value):
+    endpoint = value if var == "HF_ENDPOINT" else "http://127.0.0.1:9"
+    extra = {} if var == "HF_ENDPOINT" else {var: value}
+    for args in (["1", "--dir", str(tmp_path / "shards")], ["--verify", "--dir", str(tmp_path / "shards")]):
+        result = run(args, endpoint, tmp_path, **extra)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"error: {var}={value!r} is not ") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "shards").exists()
+
+
+def test_odd_endpoint_does_not_matter_offline(shard_bytes, tmp_path):
+    out = tmp_path / "shards"
+    out.mkdir()
+    (out / NAMES[0]).write_bytes(shard_bytes[NAMES[0]])
+    result = run(["--verify", "--dir", str(out)], "not a url", tmp_path, HF_HUB_OFFLINE="1")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"fineweb_val_000000\.bin +3,000 tokens  header only \(offline\)", result.stdout)
