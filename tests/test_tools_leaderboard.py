@@ -70,15 +70,16 @@ def section(text, title):
 
 def test_board(tmp_path, capsys):
     root, text, err = build(tmp_path, capsys)
-    rows = [cells(l) for l in section(text, "All entries").splitlines() if l.startswith("| ") and l[2].isdigit()]
+    rows = [cells(l) for l in section(text, "Results reproduced here").splitlines() if l.startswith("| ") and l[2].isdigit()]
     assert [r[1].strip() for r in rows] == ["2500", "2900", "3000", "3250", "3250", "99999999"]
     # tie at 3250: the lower mean first
-    assert rows[3][2].strip() == "3.2770" and "Muon\\_a0" in rows[3][11]
+    assert rows[3][2].strip() == "3.2770" and "Muon\\_a0" in rows[3][12]
     assert rows[4][2].strip() == "3.2774"
-    marks = {r[11].strip(): r[12].strip() for r in rows}
+    marks = {r[12].strip(): r[13].strip() for r in rows}
+    assert {r[7].strip() for r in rows} == {"val\\_loss"}  # no metric field: val_loss
     assert marks["[artifacts/sgd\\_d1](artifacts/sgd_d1/)"] == "unverified: no logs"
     assert marks["[artifacts/lion\\_c1](artifacts/lion_c1/)"] == \
-        "✗ does not hold: recomputed 3.2790 at 2900 (n=1, bar 0.005)"
+        "✗ does not hold: recomputed 3.2790 at 2900 (n=1, bar 0.005; n=25 would pass at this mean)"  # (.005/.001)^2
     assert marks["[records/AdamW\\_b1](records/AdamW_b1/)"] == "✓ holds: recomputed 3.2765 at 3000 (n=4, bar 0.005)"
     assert marks["[artifacts/Muon\\_a1](artifacts/Muon_a1/)"].startswith("✓ holds: recomputed 3.2774 at 3250")
 
@@ -106,19 +107,19 @@ def test_hostile_text_is_escaped(tmp_path, capsys):
     assert "<img" not in text and "</td>" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     lines = [l for l in text.splitlines() if "Evil" in l or "evil" in l]
     assert lines
-    for table in ("All entries",):
+    for table in ("Results reproduced here",):
         for line in section(text, table).splitlines():
             if line.startswith("|"):
-                assert len(cells(line)) == 13, line  # no injected column or row
-    evil = next(l for l in section(text, "All entries").splitlines() if "evil\\_e1" in l)
+                assert len(cells(line)) == 14, line  # no injected column or row
+    evil = next(l for l in section(text, "Results reproduced here").splitlines() if "evil\\_e1" in l)
     c = cells(evil)
-    assert c[7].strip().startswith("Evil\\|Opt\\`")
-    exp = c[8].strip()
+    assert c[8].strip().startswith("Evil\\|Opt\\`")
+    exp = c[9].strip()
     assert exp.startswith("a \\| b \\| c \\| d \\| \\# H1 \\[x\\](javascript:alert(1)) \\*\\*b\\*\\* \\`c\\` \\_i\\_ "
                           "&amp; \\~s\\~ \\\\ long")
     assert len(exp) < 300 and exp.endswith("…")
     assert c[2].strip() == "-1e+300" and c[4].strip() == "1e+300"
-    assert c[11].strip() == "[artifacts/evil\\_e1](artifacts/evil_e1/)" and c[10].strip() == "2026-01-01"
+    assert c[12].strip() == "[artifacts/evil\\_e1](artifacts/evil_e1/)" and c[11].strip() == "2026-01-01"
 
 
 def test_escape():
@@ -152,3 +153,77 @@ def test_empty_root_has_reference_section(tmp_path, capsys):
 def test_repo_board_is_up_to_date(capsys):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert leaderboard.main(["--root", root, "--check"]) == 0
+
+
+# --- ported records, metric, run identity, escaping (issues 13, 12, 16, 15) -----------------------------------
+
+from tools_logtext import SCRIPT, add_column  # noqa: E402
+
+
+def ported(root, rel, finals, step, metric="val_loss", **extra):
+    d = root / rel
+    (d / "public_logs").mkdir(parents=True)
+    text = log_text([curve(f, slope=0.002) for f in finals])
+    if metric != "val_loss":
+        text = add_column(text, metric, -0.001)
+    write(d / "public_logs" / "pub.txt", text)
+    assert results.main([str(d / "public_logs"), "--evidence", "public", "--step", str(step), "--bar", "0.004",
+                         "--metric", metric, "--public-source", "public/x", "--hardware", "2x A40",
+                         "--agent-id", "public", "--experiment", f"port {rel}", "--optimizer", extra.get("opt", "Muon"),
+                         "-o", str(d / "results.json")]) == 0
+    return d
+
+
+def test_ported_records_have_their_own_section(tmp_path, capsys):
+    root = tmp_path / "repo"
+    entry(root, "artifacts/Muon_a1", [3.2772, 3.2776, 3.2773, 3.2775])
+    ported(root, "records/frontier", [3.2785, 3.2786, 3.2787, 3.2790], 3250, metric="val_ema_loss")  # ema: 3.2777
+    ported(root, "records/adamw", [3.2790], 3250, opt="AdamW")
+    capsys.readouterr()
+    assert leaderboard.main(["--root", str(root)]) == 0
+    text = (root / "LEADERBOARD.md").read_text()
+    here = section(text, "Results reproduced here") + section(text, "Best setting per optimizer")
+    assert "records/frontier" not in here and "records/adamw" not in here and "AdamW" not in here
+    assert "Muon\\_a1" in here
+    port = section(text, "Ported records (ported, public evidence)")
+    rows = {cells(l)[10].strip(): cells(l) for l in port.splitlines() if l.startswith("| 3250")}
+    front = rows["[records/frontier](records/frontier/)"]
+    assert [c.strip() for c in front[:7]] == ["3250", "3.2777", "0.00022", "4", "0.004", "val\\_ema\\_loss", "2x A40"]
+    assert front[11].strip() == "✓ holds: recomputed 3.2777 at 3250 on val\\_ema\\_loss (n=4, bar 0.004)"
+    assert rows["[records/adamw](records/adamw/)"][11].strip() == \
+        "✗ does not hold: recomputed 3.2790 at 3250 (n=1, bar 0.004; n=16 would pass at this mean)"
+    assert leaderboard.main(["--root", str(root), "--metric", "val_ema_loss", "-o", str(tmp_path / "ema.md")]) == 0
+    ema = (tmp_path / "ema.md").read_text()
+    assert "records/frontier" in ema and "Muon\\_a1" not in ema and "records/adamw" not in ema
+
+
+def test_run_identity_on_the_board(tmp_path, capsys):
+    root = tmp_path / "repo"
+    d = entry(root, "artifacts/Muon_a1", [3.2772, 3.2776, 3.2773, 3.2775])
+    write(d / "train_gpt_simple.py", SCRIPT)  # the logs' embedded script: holds
+    assert leaderboard.main(["--root", str(root)]) == 0
+    row = next(l for l in section((root / "LEADERBOARD.md").read_text(), "Results reproduced here").splitlines()
+               if "Muon\\_a1" in l)
+    assert cells(row)[13].strip().startswith("✓ holds")
+    write(d / "train_gpt_simple.py", SCRIPT + "x = 1\n")  # edited after the runs
+    capsys.readouterr()
+    assert leaderboard.main(["--root", str(root)]) == 0
+    assert "run.txt was not written by its train_gpt_simple.py; from the file to the log's script: 1 line(s) differ; " \
+           "outside any section; e.g. line 4: removed `x = 1`" in capsys.readouterr().err
+    row = next(l for l in section((root / "LEADERBOARD.md").read_text(), "Results reproduced here").splitlines()
+               if "Muon\\_a1" in l)
+    assert cells(row)[13].strip().startswith("✗ run identity: none of the 1 log(s) was written by its "
+                                             "train\\_gpt\\_simple.py")
+    assert "| - | - | - | - | no entry whose claim holds | - |" in text_of(root)
+
+
+def text_of(root):
+    return (root / "LEADERBOARD.md").read_text()
+
+
+def test_escape_bidi_and_math():
+    # U+202E (right-to-left override) would show "exe.txt" as "txt.exe"; U+2066..U+2069 isolates; U+200B zero width
+    assert escape("a\u202eexe.txt\u202c b") == "a\ufffdexe.txt\ufffd b"
+    assert escape("x\u2066y\u2069\u200bz") == "x\ufffdy\ufffd\ufffdz"
+    assert escape("$\\frac{1}{2}$ and $$x$$") == "&#36;\\\\frac{1}{2}&#36; and &#36;&#36;x&#36;&#36;"
+    assert "$" not in escape("cost $5 or $6")

@@ -149,7 +149,7 @@ def test_cli_bad_log_exits_2_without_traceback(tmp_path):
         assert "Traceback" not in p.stderr and str(bad) in p.stderr
 
 
-@pytest.mark.parametrize("module", ["logs", "stats", "results", "leaderboard", "plot", "new"])
+@pytest.mark.parametrize("module", ["logs", "stats", "results", "leaderboard", "plot", "new", "public_claims"])
 def test_help(module):
     p = subprocess.run([sys.executable, "-m", f"tools.{module}", "--help"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
@@ -169,3 +169,156 @@ def test_resumed_trial_stays_one_run(tmp_path):
     assert len(log.trials) == 2 and a.resumed_at == [1625] and not a.stopped and a.complete
     assert len(a.points) == 38 and a.final_val_loss == 3.277 and b.final_val_loss == 3.278
     assert log.warnings == []  # the repeated val line is dropped quietly
+
+
+# --- columns, splitting, reading folders (issue 12) ----------------------------------------------------------
+
+from tools_logtext import RECORD46, add_column  # noqa: E402
+from tools.logs import read_runs  # noqa: E402
+
+
+def test_extra_columns_are_metrics(tmp_path):
+    text = add_column(log_text([{0: 10.82584, 125: 4.5, 250: 4.1}], train_steps=250), "val_ema_loss", -0.01)
+    line = next(l for l in text.splitlines() if l.startswith("step:125/"))
+    assert line.startswith("step:125/250 val_loss:4.50000 val_ema_loss:4.49000 train_time:")
+    t = parse_file(write(tmp_path / "a.txt", text)).trials[0]
+    assert t.columns() == ["val_loss", "val_ema_loss"]
+    assert t.losses("val_ema_loss") == {0: pytest.approx(10.81584), 125: 4.49, 250: 4.09}
+    assert t.losses() == {0: 10.82584, 125: 4.5, 250: 4.1}
+    assert t.points[1].train_time == pytest.approx(19.354, abs=1e-3)  # train_time is still read
+    assert t.losses("val_avg_loss") == {}
+
+
+def test_columns_of_public_record_46():
+    log = parse_file(os.path.join(RECORD46, "A40_seed0_5c87fa44-7ca7-4d54-971d-d952f9b15792.txt"))
+    assert log.script == "" and log.world_size == 2 and log.device == "NVIDIA A40"
+    t = log.trials[0]
+    assert t.columns() == ["val_loss", "val_avg_loss", "val_ema_loss"]
+    assert t.losses()[2690] == 3.28208 and t.losses("val_ema_loss")[2690] == 3.27795
+    assert t.points[0].step == 125 and t.final_step == 2900 and t.complete  # no step 0 in these logs
+    seed7 = parse_file(os.path.join(RECORD46, "A40_seed7_5c1a373d-6eb4-4643-b562-3db6aab4381a.txt")).trials[0]
+    assert seed7.ends_early and not seed7.stopped and seed7.final_step == 2765
+    assert seed7.status() == "stops early at step 2765 of 2900 (no val line after it in its log)"
+
+
+def test_run_split_where_step_goes_back(tmp_path):
+    runs = [curve(3.277), curve(3.278), curve(3.279)]
+    for r in runs:
+        del r[0]  # public logs without step-0 lines
+    text = log_text(runs, trial_lines=False) + "\n".join(
+        val_line(s, 3000, v) for s, v in curve(3.276, train_steps=3000).items() if s >= 2900) + "\n"
+    log = parse_file(write(tmp_path / "a.txt", text))
+    assert [(t.points[0].step, t.final_step, t.train_steps) for t in log.trials] == \
+        [(125, 3250, 3250)] * 3 + [(2900, 3000, 3000)]  # a new run where train_steps changes, too
+    assert [t.final_val_loss for t in log.trials] == [3.277, 3.278, 3.279, 3.276] and log.warnings == []
+
+
+def test_step_going_back_inside_a_tagged_trial_is_skipped(tmp_path):
+    lines = log_text([{0: 10.8, 125: 4.5, 250: 4.1}], train_steps=250).splitlines()
+    lines.insert(lines.index(val_line(250, 250, 4.1)), val_line(125, 250, 4.4))
+    log = parse_file(write(tmp_path / "a.txt", "\n".join(lines) + "\n"))
+    assert len(log.trials) == 1 and log.trials[0].losses() == {0: 10.8, 125: 4.5, 250: 4.1}
+    assert any("step 125/250 after step 125/250" in w for w in log.warnings)
+
+
+def _capture(runs, train_steps=3250, keep=None):
+    """A console capture: the val lines only (no script, no trial lines), optionally only steps in `keep`."""
+    return "\n".join(val_line(s, train_steps, v) for r in runs for s, v in r.items()
+                     if keep is None or s in keep) + "\n"
+
+
+def test_same_run_counted_once(tmp_path):
+    a = write(tmp_path / "a.txt", log_text([{"points": curve(3.277), "seed": 7}]))
+    copy = tmp_path / "sub"
+    copy.mkdir()
+    b = write(copy / "a_copy.txt", log_text([{"points": curve(3.277), "seed": 7}]))
+    fewer = write(tmp_path / "console.out", _capture([curve(3.277)], keep={3000, 3125, 3250}))
+    last = write(tmp_path / "final.stdout", _capture([curve(3.277)], keep={3250}))  # the last line alone
+    other = write(tmp_path / "b.txt", log_text([{"points": curve(3.278), "seed": 8}]))
+    runs = read_runs([a, a, b, fewer, last, other])
+    assert [t.name for t in runs.trials] == ["a.txt#1", "b.txt#1"]
+    assert runs.notes[0] == f"{a}: the same file as {a}; read once"
+    assert runs.notes[1] == ("a.txt#1 and a_copy.txt#1 hold the same run (equal val loss at all 37 common val steps); "
+                             "counted once, kept a.txt#1 (38 val lines)")
+    assert "a.txt#1 and console.out#1 hold the same run (equal val loss at all 3 common val steps)" in runs.notes[2]
+    assert "a.txt#1 and final.stdout#1 hold the same run (equal val loss at all 1 common val steps)" in runs.notes[3]
+
+
+def test_fuller_capture_is_kept_and_takes_the_script(tmp_path):
+    short = curve(3.277)
+    log = write(tmp_path / "log.txt", log_text([{s: v for s, v in short.items() if s <= 3000}], trial_lines=False))
+    write(tmp_path / "run.stdout", _capture([short]))  # more val lines than the log
+    runs = read_runs([str(tmp_path)])
+    assert [t.name for t in runs.trials] == ["run.stdout#1"] and runs.trials[0].final_step == 3250
+    assert runs.trials[0].script == SCRIPT  # the run's identity comes from the log
+    assert "kept run.stdout#1 (38 val lines)" in runs.notes[0]
+    assert log in [l.path for l in runs.logs]
+
+
+@pytest.mark.parametrize("case", ["tagged trials of one file", "different seeds", "one common step, no time",
+                                  "values differ"])
+def test_distinct_runs_are_not_merged(tmp_path, case):
+    if case == "tagged trials of one file":
+        paths = [write(tmp_path / "a.txt", log_text([curve(3.277), curve(3.277)]))]  # equal values, 2 trials
+    elif case == "different seeds":
+        paths = [write(tmp_path / "a.txt", log_text([{"points": curve(3.277), "seed": 1}])),
+                 write(tmp_path / "b.txt", log_text([{"points": curve(3.277), "seed": 2}]))]
+    elif case == "one common step, no time":
+        paths = [write(tmp_path / "a.txt", log_text([curve(3.277)])),
+                 write(tmp_path / "b.txt", "step:3250/3250 val_loss:3.27700\n")]
+    else:
+        other = dict(curve(3.277))
+        other[3250] = 3.27701
+        paths = [write(tmp_path / "a.txt", log_text([curve(3.277)], trial_lines=False)),
+                 write(tmp_path / "b.txt", log_text([other], trial_lines=False))]
+    runs = read_runs(paths)
+    assert len(runs.trials) == 2 and runs.notes == []
+
+
+def test_precision_of_a_capture(tmp_path):
+    # the log prints 5 decimals, a capture 4 (public format): still the same numbers
+    points = {0: 10.82584, 125: 4.58541, 250: 4.09785}
+    log = write(tmp_path / "a.txt", log_text([points], train_steps=250, trial_lines=False))
+    cap = write(tmp_path / "b.out", "\n".join(val_line(s, 250, v, public=True) for s, v in points.items()) + "\n")
+    assert len(read_runs([log, cap]).trials) == 1
+    wrong = write(tmp_path / "c.out", "step:125/250 val_loss:4.5855\nstep:250/250 val_loss:4.0978\n")
+    assert len(read_runs([log, wrong]).trials) == 2  # 4.58541 does not print as 4.5855
+
+
+def test_directory_walk_skips_what_is_not_a_log(tmp_path):
+    d = tmp_path / "folder"
+    (d / "sub").mkdir(parents=True)
+    write(d / "a.txt", log_text([curve(3.277)]))
+    write(d / "sub" / "b.log", log_text([curve(3.278)]))
+    write(d / "README.md", "step:3250/3250 val_loss:3.10000\n")  # quoted in prose: not read
+    write(d / "train.py", SCRIPT)
+    write(d / "notes.txt", "hello\n")
+    (d / ".hidden.txt").write_text(log_text([curve(3.2)]))
+    runs = read_runs([str(d)])
+    assert [t.name for t in runs.trials] == ["a.txt#1", "b.log#1"]
+    assert runs.skipped == [f"{d}: skipped 2 file(s) not named like a log (*.txt/*.log/*.out/*.stdout): README.md, train.py",
+                            f"skipped {d / 'notes.txt'}: not a training log: no val line `step:S/N val_loss:L`"]
+    with pytest.raises(LogError, match="no training log among .*notes.txt: not a training log"):
+        read_runs([str(d / "notes.txt")])
+    with pytest.raises(LogError, match="not a training log"):
+        read_runs([str(d / "notes.txt"), str(d / "a.txt")], strict_files=True)
+
+
+def test_truncated_file_status(tmp_path):
+    text = log_text([curve(3.277)], trial_lines=False)
+    cut = text.index("step:3250/3250") + len("step:3250/3250 val_loss:3.2")
+    t = parse_file(write(tmp_path / "t.txt", text[:cut])).trials[0]
+    assert t.cut and t.status() == "stops early at step 3225 of 3250 (its file ends inside the next val line)"
+
+
+def test_tie_keeps_the_log_and_names_are_unique(tmp_path):
+    points = curve(3.277)
+    write(tmp_path / "a_capture.txt", _capture([points]))  # first in the walk, as many lines as the log
+    (tmp_path / "seed_1").mkdir()
+    (tmp_path / "seed_2").mkdir()
+    write(tmp_path / "seed_1" / "stdout.txt", log_text([points], trial_lines=False))
+    write(tmp_path / "seed_2" / "stdout.txt", log_text([curve(3.278)], trial_lines=False))
+    runs = read_runs([str(tmp_path)])
+    assert [t.name for t in runs.trials] == ["seed_1/stdout.txt#1", "seed_2/stdout.txt#1"]
+    assert runs.notes == ["a_capture.txt#1 and seed_1/stdout.txt#1 hold the same run (equal val loss at all 37 "
+                          "common val steps); counted once, kept seed_1/stdout.txt#1 (38 val lines)"]

@@ -2,6 +2,8 @@
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tools_logtext import log_text, reference_curve, write  # noqa: E402
 
@@ -52,3 +54,34 @@ def test_new_validates_names_and_needs_the_script(tmp_path, capsys):
     assert not (tmp_path / "artifacts").exists()  # refused before creating anything
     assert new.main(["ok", "a", "--root", str(tmp_path)]) == 2
     assert "train_gpt_simple.py does not exist" in capsys.readouterr().err
+
+
+def test_plot_output_path_is_the_one_written(tmp_path, capsys):
+    path = write(tmp_path / "a.txt", log_text([reference_curve(0, 0.0015, 1)]))
+    out_dir = tmp_path / "plots"
+    out_dir.mkdir()
+    assert plot.main([path, "-o", str(out_dir)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out_dir / 'curve.png'}: ")
+    assert (out_dir / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert plot.main([path, "-o", str(tmp_path / "noext")]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'noext.png'}: ")
+    assert (tmp_path / "noext.png").exists() and not (tmp_path / "noext").exists()
+    assert plot.main([path, "-o", str(tmp_path / "x.foo")]) == 2
+    assert "x.foo" in capsys.readouterr().err and not (tmp_path / "x.foo").exists()
+
+
+def test_plot_metric_numbers(capsys, tmp_path):
+    from tools_logtext import RECORD46
+    from tools.logs import read_runs
+    trials = read_runs([RECORD46]).trials
+    steps, means, stds = plot.group_curve(trials, "val_ema_loss")
+    i = steps.index(2690)
+    assert steps[0] == 125 and steps[-1] == 2765  # seed 7 stops at 2765
+    assert means[i] == pytest.approx(3.27832875, abs=1e-12) and stds[i] == pytest.approx(0.00094430, abs=1e-8)
+    assert plot.group_curve(trials)[1][plot.group_curve(trials)[0].index(2735)] == pytest.approx(3.278345, abs=1e-12)
+    out = tmp_path / "ema.png"
+    assert plot.main([RECORD46, "--metric", "val_ema_loss", "-o", str(out)]) == 0
+    assert "record46: 8 runs (val_ema_loss)" in capsys.readouterr().out and out.stat().st_size > 20_000
+    assert plot.main([RECORD46, "--metric", "val_xyz", "-o", str(tmp_path / "y.png")]) == 2
+    assert "no val step with a finite val_xyz in every run (the columns these runs log: val_avg_loss, " \
+           "val_ema_loss, val_loss)" in capsys.readouterr().err

@@ -77,3 +77,14 @@ def reference_curve(offset=0.0, noise=0.0, seed=0):
         rows = list(csv.DictReader(f))
     return {int(r["step"]): float(r["mean_val_loss"]) if r["step"] == "0" else
             round(float(r["mean_val_loss"]) + offset + rng.uniform(-noise, noise), 5) for r in rows}
+
+
+def add_column(text, name, offset):
+    """`text` with a column `name:{val_loss + offset:.5f}` after val_loss on every val line, the way the
+    training script logs a readout (between val_loss and train_time)."""
+    import re
+    return re.sub(r"val_loss:([0-9.]+)", lambda m: f"{m.group(0)} {name}:{float(m.group(1)) + offset:.5f}", text)
+
+
+DATA = os.path.join(ROOT, "tests", "data")
+RECORD46 = os.path.join(DATA, "record46")  # val-line extracts of public record #46's 8 logs (no script text)

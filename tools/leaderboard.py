@@ -1,14 +1,19 @@
 """Regenerate LEADERBOARD.md from every results.json under artifacts/*/ and records/*/.
 
-    python -m tools.leaderboard [--root .] [-o LEADERBOARD.md] [--check]
+    python -m tools.leaderboard [--root .] [-o LEADERBOARD.md] [--check] [--metric NAME]
 
-Tables: every entry sorted by steps_to_3_28 (ties: lower mean val loss); the best setting of
-every optimizer (fewest steps among its entries whose claim holds) with the optimizer's history
-by date; the published reference results (tools/reference/results.csv, not verified here).
-Every claim is recomputed from the training logs in its directory, as `tools.results --check`
-does, and marked: holds, does not hold (with the recomputed figure), or unverified (no logs).
-A malformed results.json is listed under "Skipped entries" (and on stderr), never fatal.
-All text taken from results.json and the CSV is escaped, so it cannot break the tables.
+Tables: the results reproduced here, sorted by steps_to_3_28 (ties: lower mean val loss); the best
+setting of every optimizer (fewest steps among its entries whose claim holds) with the optimizer's
+history by date; the ported records (public evidence: "evidence": "public" in results.json), apart
+and never mixed with the results reproduced here; the published reference results
+(tools/reference/results.csv, not verified here). Every claim is recomputed from the training logs
+in its directory (a ported record's: DIR/public_logs/), on the metric its results.json names
+(default val_loss), as `tools.results --check` does, and marked: holds, does not hold (with the
+recomputed figure), or unverified (no logs). An approach none of whose logs was written by its
+train_gpt_simple.py fails. A malformed results.json is listed under "Skipped entries" (and on
+stderr), never fatal. All text taken from results.json and the CSV is escaped (markdown, HTML,
+newlines, bidirectional and other invisible format characters, $...$ math), so it cannot break or
+disguise the tables. --metric NAME lists only the entries scored on that metric.
 
 --check: exit 1 when the file on disk differs from what would be generated (for CI).
 Exit status: 0 written / up to date, 1 out of date (--check), 2 cannot write.
@@ -16,11 +21,16 @@ Exit status: 0 written / up to date, 1 out of date (--check), 2 cannot write.
 import argparse
 import csv
 import glob
+import math
 import os
 import re
 import sys
+import unicodedata
 
-from tools.results import ResultsError, compare_claim, load_json, recompute, validate
+from tools import identity
+from tools.logs import DEFAULT_METRIC, METRIC_RE
+from tools.results import (PUBLIC, PUBLIC_LOGS, ResultsError, compare_claim, load_json, logs_dir, loss_value,
+                           recompute, validate)
 from tools.stats import DEFAULT_BAR, REF_DIR, at_step
 
 MAX_FIELD = 200
@@ -30,18 +40,23 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
 
 
 def escape(value, limit=MAX_FIELD):
-    """Plain text safe inside a markdown table cell: no markup, no HTML, one line, at most `limit` chars."""
+    """Plain text safe inside a markdown table cell: no markup, no HTML, no math, one line, at most `limit`
+    chars. Invisible format characters (bidirectional overrides and isolates, zero-width characters) become
+    U+FFFD, so text cannot display in an order or with content other than what it holds."""
     text = str(value)
     text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+", " ", text).strip()
+    text = "".join("\ufffd" if unicodedata.category(c) == "Cf" else c for c in text)
     if len(text) > limit:
         text = text[:limit - 1].rstrip() + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("$", "&#36;")  # no $ left to start math
 
 
 def loss(x):
     if x is None:
         return "-"
+    if isinstance(x, str):
+        return escape(x)
     return f"{x:.4f}" if abs(x) < 1e4 else escape(f"{x:.4g}")
 
 
@@ -64,31 +79,45 @@ def dir_cell(rel):
 
 
 def status(entry):
-    """(holds, text): the claim recomputed from the logs beside results.json."""
+    """(holds, text): the claim recomputed from the logs beside results.json (a ported record: its public
+    logs), and the run identity of an approach directory."""
     data, directory = entry["data"], entry["dir"]
     bar = data.get("significance_bar", DEFAULT_BAR)
-    rec = recompute(directory, bar)
+    metric = data.get("metric", DEFAULT_METRIC)
+    on = "" if metric == DEFAULT_METRIC else f" on {escape(metric)}"
+    rec = recompute(logs_dir(directory, data), bar, metric)
     entry["logs"] = rec["files"]
     if rec["error"]:
         return False, f"✗ logs unusable: {escape(rec['error'], 120)}"
     a = rec["analysis"]
     if a is None:
-        return False, "unverified: no logs"
+        return False, "unverified: no logs" + (f" in {PUBLIC_LOGS}/" if data.get("evidence") == PUBLIC else "")
     steps = data["steps_to_3_28"]
     at = at_step(a, steps)
     if at is None:
         return False, f"✗ does not hold: step {steps} is not in every run's log"
     if not at.passed:
-        return False, f"✗ does not hold: recomputed {loss(at.mean)} at {steps} (n={a['n']}, bar {bar})"
+        need = "" if at.n_needed is None else f"; n={at.n_needed} would pass at this mean"
+        return False, f"✗ does not hold: recomputed {loss(at.mean)} at {steps}{on} (n={a['n']}, bar {bar}{need})"
     problems = compare_claim(data, a)
     if problems:
         field, msg = problems[0]
         return False, f"✗ does not match its logs: {escape(field)}: {escape(msg, 120)}"
-    return True, f"✓ holds: recomputed {loss(at.mean)} at {steps} (n={a['n']}, bar {bar})"
+    text = f"✓ holds: recomputed {loss(at.mean)} at {steps}{on} (n={a['n']}, bar {bar})"
+    if data.get("evidence") != PUBLIC:
+        problems, warnings = identity.check_directory(directory, rec["logs"])
+        entry["identity"] = problems + warnings
+        if problems:
+            return False, f"✗ run identity: {escape(problems[0], 160)}"
+        odd = [w for w in warnings if "was not written by" in w]
+        if odd:
+            text += f"; {len(odd)} of {len(rec['logs'])} logs not written by its train\\_gpt\\_simple.py"
+    return True, text
 
 
-def collect(root):
-    """(entries, skipped): every results.json under root/artifacts/*/ and root/records/*/."""
+def collect(root, metric=None):
+    """(entries, skipped): every results.json under root/artifacts/*/ and root/records/*/ (only those scored
+    on `metric`, when given)."""
     entries, skipped = [], []
     paths = sorted(glob.glob(os.path.join(glob.escape(root), "artifacts", "*", "results.json"))
                    + glob.glob(os.path.join(glob.escape(root), "records", "*", "results.json")))
@@ -97,21 +126,28 @@ def collect(root):
         try:
             data = load_json(path)
         except ResultsError as e:
-            skipped.append((rel, str(e).replace(path, "results.json")))
+            skipped.append((rel, f"results.json: {e}"))
             continue
         problems = validate(data)
         if problems:
             skipped.append((rel, "results.json: " + "; ".join(f"{k}: {m}" for k, m in problems)))
             continue
-        entry = {"rel": rel, "dir": os.path.dirname(path), "data": data}
+        if metric is not None and data.get("metric", DEFAULT_METRIC) != metric:
+            continue
+        entry = {"rel": rel, "dir": os.path.dirname(path), "data": data, "identity": []}
         entry["holds"], entry["status"] = status(entry)
         entries.append(entry)
     return entries, skipped
 
 
+def _number(x):
+    x = loss_value(x)
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else float("inf")
+
+
 def sort_key(entry):
     d = entry["data"]
-    return (d["steps_to_3_28"], d.get("mean_val_loss", d["final_val_loss"]), entry["rel"])
+    return (d["steps_to_3_28"], _number(d.get("mean_val_loss", d["final_val_loss"])), entry["rel"])
 
 
 def read_reference(path=REF_RESULTS):
@@ -129,32 +165,41 @@ def read_reference(path=REF_RESULTS):
     return sorted(out, key=lambda x: (x[0], x[1])), None
 
 
-def render(root):
-    entries, skipped = collect(root)
+def metric_cell(data):
+    return escape(data.get("metric", DEFAULT_METRIC))
+
+
+def render(root, metric=None):
+    entries, skipped = collect(root, metric)
     entries.sort(key=sort_key)
+    ported = [e for e in entries if e["data"].get("evidence") == PUBLIC]
+    entries = [e for e in entries if e["data"].get("evidence") != PUBLIC]
     L = ["# Leaderboard", "",
          "Generated by `python -m tools.leaderboard` from every `results.json` under `artifacts/*/` and `records/*/`; "
          "do not edit it by hand. Score: `steps_to_3_28`, the earliest val step at which the mean val loss over all "
          "n runs passes the significance bar `(3.28 - mean) * sqrt(n) >= bar` (0.005 = this workspace's bar, "
-         "0.004 = the public one). Fewer steps is better. Each claim is recomputed from the training logs in its "
-         "directory.", ""]
-    L += ["## All entries", ""]
+         "0.004 = the public one), on the metric the entry names (`val_loss` unless it says otherwise, e.g. "
+         "`val_ema_loss`, the val loss of averaged weights). Fewer steps is better. Each claim is recomputed from the "
+         "training logs in its directory. Results reproduced here and ported records (public evidence) are "
+         "listed apart and never ranked together." + (f" Only entries scored on `{metric}` are listed." if metric
+                                                      else ""), ""]
+    L += ["## Results reproduced here", ""]
     if entries:
-        L += ["| # | Steps | Mean val loss | Std | Final val loss | Runs | Bar | Optimizer | Experiment | Agent | Date "
-              "| Directory | Claim |",
-              "|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|"]
+        L += ["| # | Steps | Mean val loss | Std | Final val loss | Runs | Bar | Metric | Optimizer | Experiment | Agent "
+              "| Date | Directory | Claim |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|"]
         for i, e in enumerate(entries, 1):
             d = e["data"]
             L.append(f"| {i} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {std(d.get('std_val_loss'))} "
                      f"| {loss(d['final_val_loss'])} | {d.get('num_runs', '-')} "
-                     f"| {escape(d.get('significance_bar', DEFAULT_BAR))} | {escape(d['optimizer'])} "
+                     f"| {escape(d.get('significance_bar', DEFAULT_BAR))} | {metric_cell(d)} | {escape(d['optimizer'])} "
                      f"| {escape(d['experiment'])} | {escape(d['agent_id'])} | {date_of(e)} | {dir_cell(e['rel'])} "
                      f"| {e['status']} |")
     else:
         L.append("No entries yet.")
     L += ["", "## Best setting per optimizer", "",
-          "The fewest steps among each optimizer's entries whose claim holds, then every entry of that optimizer "
-          "by date.", ""]
+          "Among the results reproduced here: the fewest steps among each optimizer's entries whose claim holds, "
+          "then every entry of that optimizer by date.", ""]
     groups = {}
     for e in entries:
         groups.setdefault(" ".join(e["data"]["optimizer"].split()).lower(), []).append(e)
@@ -164,26 +209,44 @@ def render(root):
             holding = sorted((e for e in group if e["holds"]), key=sort_key)
             best_rows.append((holding[0] if holding else None, group))
         best_rows.sort(key=lambda x: (sort_key(x[0]) if x[0] else (float("inf"), 0, ""), x[1][0]["data"]["optimizer"]))
-        L += ["| Optimizer | Steps | Mean val loss | Runs | Experiment | Directory |", "|---|---:|---:|---:|---|---|"]
+        L += ["| Optimizer | Steps | Mean val loss | Runs | Metric | Experiment | Directory |",
+              "|---|---:|---:|---:|---|---|---|"]
         for best, group in best_rows:
             name = escape((best or group[0])["data"]["optimizer"])
             if best is None:
-                L.append(f"| {name} | - | - | - | no entry whose claim holds | - |")
+                L.append(f"| {name} | - | - | - | - | no entry whose claim holds | - |")
             else:
                 d = best["data"]
                 L.append(f"| {name} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {d.get('num_runs', '-')} "
-                         f"| {escape(d['experiment'])} | {dir_cell(best['rel'])} |")
+                         f"| {metric_cell(d)} | {escape(d['experiment'])} | {dir_cell(best['rel'])} |")
         for best, group in best_rows:
             L += ["", f"### History: {escape((best or group[0])['data']['optimizer'])}", "",
-                  "| Date | Steps | Mean val loss | Runs | Experiment | Agent | Directory | Claim |",
-                  "|---|---:|---:|---:|---|---|---|---|"]
+                  "| Date | Steps | Mean val loss | Runs | Metric | Experiment | Agent | Directory | Claim |",
+                  "|---|---:|---:|---:|---|---|---|---|---|"]
             for e in sorted(group, key=lambda e: (str(e["data"].get("timestamp", "")), e["rel"])):
                 d = e["data"]
                 L.append(f"| {date_of(e)} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} "
-                         f"| {d.get('num_runs', '-')} | {escape(d['experiment'])} | {escape(d['agent_id'])} "
-                         f"| {dir_cell(e['rel'])} | {e['status']} |")
+                         f"| {d.get('num_runs', '-')} | {metric_cell(d)} | {escape(d['experiment'])} "
+                         f"| {escape(d['agent_id'])} | {dir_cell(e['rel'])} | {e['status']} |")
     else:
         L.append("No entries yet.")
+    L += ["", "## Ported records (ported, public evidence)", "",
+          "Public records ported into this harness as scripts (`\"evidence\": \"public\"`). Their runs were made "
+          "elsewhere; the claim is recomputed here from val-line extracts of the public logs in the record's "
+          f"`{PUBLIC_LOGS}/` (no script text), at the published step. Not reproduced in this repository until a run "
+          "here reproduces it; never ranked with the results above.", ""]
+    if ported:
+        L += ["| Steps | Mean val loss | Std | Runs | Bar | Metric | Hardware | Optimizer | Experiment | Public source "
+              "| Directory | Claim (recomputed from the public logs) |",
+              "|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|"]
+        for e in ported:
+            d = e["data"]
+            L.append(f"| {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {std(d.get('std_val_loss'))} "
+                     f"| {d.get('num_runs', '-')} | {escape(d.get('significance_bar', DEFAULT_BAR))} | {metric_cell(d)} "
+                     f"| {escape(d.get('hardware', '-'))} | {escape(d['optimizer'])} | {escape(d['experiment'])} "
+                     f"| {escape(d.get('public_source', '-'))} | {dir_cell(e['rel'])} | {e['status']} |")
+    else:
+        L.append("None yet.")
     L += ["", "## Reference: published results", "",
           "Published elsewhere (modded-nanogpt track_3), copied from `tools/reference/results.csv`; not verified "
           "here: no logs of these runs are in this repository, and they were judged under the public rules.", ""]
@@ -201,7 +264,8 @@ def render(root):
         L += [f"- {escape(rel)}: {escape(why, 300)}" for rel, why in skipped]
     else:
         L.append("None.")
-    return "\n".join(L) + "\n", skipped
+    notes = [f"{e['rel']}: {m}" for e in entries + ported for m in e["identity"]]
+    return "\n".join(L) + "\n", skipped, notes
 
 
 def main(argv=None):
@@ -210,11 +274,17 @@ def main(argv=None):
     ap.add_argument("--root", default=".", help="the repository root (default: .)")
     ap.add_argument("-o", "--output", help="the board to write (default: ROOT/LEADERBOARD.md)")
     ap.add_argument("--check", action="store_true", help="do not write; exit 1 if the file is not up to date")
+    ap.add_argument("--metric", metavar="NAME", help="list only the entries scored on this metric (default: every "
+                    "entry, each on its own metric; an entry without a metric field is val_loss)")
     args = ap.parse_args(argv)
+    if args.metric is not None and not METRIC_RE.fullmatch(args.metric):
+        ap.error(f"--metric {args.metric!r}: a column name such as val_loss or val_ema_loss")
     output = args.output or os.path.join(args.root, "LEADERBOARD.md")
-    text, skipped = render(args.root)
+    text, skipped, notes = render(args.root, args.metric)
     for rel, why in skipped:
         print(f"skipped {rel}: {why}", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.check:
         try:
             with open(output, encoding="utf-8") as f:

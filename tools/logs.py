@@ -2,11 +2,17 @@
 
 A log is the full text of the training script, a line of 100 '=', a header (environment), another
 line of 100 '=', then the val lines `step:S/N val_loss:L train_time:Ts step_avg:Ams` of one or more
-trials. Val lines are only read after the first 100-'=' line (the script above it is never
-parsed); a file without such a line is parsed whole. Trials start at `trial i/n seed S` lines and,
-in logs without them, wherever step 0 reappears; a `trial i/n resumed from ...` line (a run
-continued from its checkpoint) keeps the trial going. Lines that do not parse are skipped with a warning;
-a file that cannot be read or holds no val line at all raises LogError naming the file.
+trials. A val line may carry more `name:value` columns after `val_loss:` (e.g. `val_ema_loss:3.27832`);
+each is a metric that the tools can score (`--metric NAME`). Val lines are only read after the first
+100-'=' line (the script above it is never parsed); a file without such a line is parsed whole.
+Trials start at `trial i/n seed S` lines and, in logs without them, wherever step 0 reappears or the
+step goes backwards; a `trial i/n resumed from ...` line (a run continued from its checkpoint) keeps
+the trial going. Lines that do not parse are skipped with a warning; a file that cannot be read or
+holds no val line at all raises LogError naming the file.
+
+read_runs() reads what a user passes: files and directories (walked for *.txt, *.log, *.out,
+*.stdout), skips what is not a log with a message, reads a file given twice once, and counts a
+run found twice (a copy, a console capture beside its log) once.
 
     python -m tools.logs LOG...               one line per trial: steps, final val loss, seed
     python -m tools.logs LOG --script [-o F]  the embedded training script (reproduces the run)
@@ -22,16 +28,21 @@ from dataclasses import dataclass, field
 SEPARATOR = "=" * 100
 MAX_BYTES = 1 << 29  # 512 MiB: far above any real log; refuse bigger files rather than exhaust memory
 MAX_STEP_DIGITS = 9  # steps below 10**9; longer numbers make the line malformed
+LOG_SUFFIXES = (".txt", ".log", ".out", ".stdout")  # what a directory walk reads
+DEFAULT_METRIC = "val_loss"
+METRIC_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+MIN_COMMON_FOR_SAME_RUN = 2  # val steps besides step 0 that two runs must share to be called one run
 
 _NUM = r"[-+]?(?:nan|inf(?:inity)?|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
 VAL_RE = re.compile(r"step:(\d+)/(\d+)\s+val_loss:(" + _NUM + r")(?![\w.])", re.IGNORECASE)
+COLUMN_RE = re.compile(r"(?<![\w.:])([A-Za-z_][A-Za-z0-9_]{0,63}):(" + _NUM + r")(?![\w.:])", re.IGNORECASE)
 TIME_RE = re.compile(r"\btrain_time:(" + _NUM + r")(ms|s)\b", re.IGNORECASE)
 AVG_RE = re.compile(r"\bstep_avg:(" + _NUM + r")ms\b", re.IGNORECASE)
 TRIAL_RE = re.compile(r"^\s*trial (\d+)/(\d+) seed (\d+)\s*$")
 STOP_RE = re.compile(r"^\s*trial (\d+)/(\d+) stopped:\s*(.*)$")  # a non-finite loss ("stopped by signal" is not)
 RESUME_RE = re.compile(r"^\s*trial (\d+)/(\d+) resumed from .* at step (\d{1,9})\s*$")
 WORLD_RE = re.compile(r"\bworld_size[ :=]+(\d{1,6})\b")
-DEVICE_RE = re.compile(r"\bdevice ([^|\n]+?)\s*(?:\||$)", re.MULTILINE)
+DEVICE_RE = re.compile(r"\bdevice(?:_name=| )([^|\n]+?)\s*(?:\||\bwith\b|$)", re.MULTILINE)
 
 
 class LogError(Exception):
@@ -45,10 +56,16 @@ class ValPoint:
     val_loss: float  # may be nan or inf
     train_time: float = None  # seconds
     step_avg: float = None  # milliseconds
+    extra: dict = field(default_factory=dict)  # more `name:value` columns of the line: {name: float}
+    decimals: int = None  # decimals of val_loss as printed (None: not plain fixed point)
 
     @property
     def finite(self):
         return math.isfinite(self.val_loss)
+
+    def value(self, metric=DEFAULT_METRIC):
+        """The value of a column of this val line (None when the line has no such column)."""
+        return self.val_loss if metric == DEFAULT_METRIC else self.extra.get(metric)
 
 
 @dataclass
@@ -60,10 +77,13 @@ class Trial:
     points: list = field(default_factory=list)
     stop_message: str = None  # text of a `trial i/n stopped: ...` line
     resumed_at: list = field(default_factory=list)  # steps of `trial i/n resumed from ... at step S` lines
+    script: str = None  # the script embedded in its file (None or "" when the file has none)
+    cut: bool = False  # the file ends inside this trial's last val line (a truncated file)
+    label: str = None  # how its file is named in messages (default: the file's name)
 
     @property
     def name(self):
-        return f"{os.path.basename(self.source)}#{self.index}"
+        return f"{self.label or os.path.basename(self.source)}#{self.index}"
 
     @property
     def train_steps(self):
@@ -78,17 +98,51 @@ class Trial:
         return self.points[-1].val_loss if self.points else None
 
     @property
+    def first_nonfinite(self):
+        """The first val point whose val loss is nan or inf, or None."""
+        return next((p for p in self.points if not p.finite), None)
+
+    @property
     def stopped(self):
         """The run was stopped (a non-finite training loss) or printed a non-finite val loss."""
-        return self.stop_message is not None or any(not p.finite for p in self.points)
+        return self.stop_message is not None or self.first_nonfinite is not None
 
     @property
     def complete(self):
         return bool(self.points) and self.final_step == self.train_steps and not self.stopped
 
-    def losses(self):
-        """{step: val_loss}."""
-        return {p.step: p.val_loss for p in self.points}
+    @property
+    def ends_early(self):
+        """The log has no val line after a step before train_steps, and nothing says why."""
+        return bool(self.points) and self.final_step < self.train_steps and not self.stopped
+
+    def losses(self, metric=DEFAULT_METRIC):
+        """{step: value of `metric`} over the val lines that carry it."""
+        out = {}
+        for p in self.points:
+            v = p.value(metric)
+            if v is not None:
+                out[p.step] = v
+        return out
+
+    def columns(self):
+        """The metrics its val lines carry, val_loss first."""
+        names = [DEFAULT_METRIC]
+        for p in self.points:
+            names += [k for k in p.extra if k not in names]
+        return names
+
+    def status(self):
+        """How the run ends, in words (for warnings and tables)."""
+        if self.stop_message:
+            return f"stopped after val step {self.final_step}: {self.stop_message}"
+        bad = self.first_nonfinite
+        if bad is not None:
+            return f"val loss {bad.val_loss} at step {bad.step}"
+        if self.ends_early:
+            why = "its file ends inside the next val line" if self.cut else "no val line after it in its log"
+            return f"stops early at step {self.final_step} of {self.train_steps} ({why})"
+        return "complete"
 
 
 @dataclass
@@ -108,6 +162,11 @@ def _number(text):
         return float(text)
     except (ValueError, OverflowError):
         return None
+
+
+def _decimals(text):
+    m = re.fullmatch(r"[-+]?\d+\.(\d+)", text)
+    return len(m.group(1)) if m else (0 if re.fullmatch(r"[-+]?\d+", text) else None)
 
 
 def read_text(path):
@@ -131,6 +190,17 @@ def parse_file(path):
     """Parse one log file into a Log; raises LogError if it is not a usable training log."""
     text, binary = read_text(path)
     return parse_text(text, path, binary=binary)
+
+
+def _columns(line, start):
+    """{name: value} of the numeric `name:value` columns after position `start` (train_time and step_avg
+    carry units and are read apart)."""
+    out = {}
+    for m in COLUMN_RE.finditer(line, start):
+        name, value = m.group(1), _number(m.group(2))
+        if value is not None and name not in out and name != DEFAULT_METRIC:
+            out[name] = value
+    return out
 
 
 def parse_text(text, path="<text>", binary=False):
@@ -159,10 +229,9 @@ def parse_text(text, path="<text>", binary=False):
         nonlocal current
         if current is not None and not current.points:
             if current.tag or current.seed is not None:
-                log.warnings.append(f"{path}: trial {current.tag or current.index} has no val line (truncated?); "
-                                    "left out")
+                log.warnings.append(f"{path}: trial {current.tag or current.index} has no val line; left out")
             log.trials.pop()
-        current = Trial(source=path, index=len(log.trials) + 1, tag=tag, seed=seed)
+        current = Trial(source=path, index=len(log.trials) + 1, tag=tag, seed=seed, script=log.script)
         log.trials.append(current)
 
     for lineno in range(body_start, len(lines)):
@@ -208,13 +277,19 @@ def parse_text(text, path="<text>", binary=False):
         if train_time is not None and t.group(2).lower() == "ms":
             train_time /= 1000
         step_avg = _number(a.group(1)) if a else None
-        cols = (t is not None, a is not None)
+        extra = _columns(line, m.end())
+        cols = (t is not None, a is not None, tuple(extra))
         if lineno == len(lines) - 1 and unterminated and columns is not None and cols != columns:
             log.warnings.append(f"{where}: last line is truncated; skipped")
+            if current is not None:
+                current.cut = True
             continue
         columns = cols
         if current is None or (step == 0 and current.points):
             new_trial()
+        elif current.tag is None and current.points and (
+                step < current.points[-1].step or train_steps != current.points[-1].train_steps):
+            new_trial()  # no trial lines: the step going back (or another train_steps) starts the next run
         if current.points:
             prev = current.points[-1]
             if step == prev.step and train_steps == prev.train_steps and loss == prev.val_loss:
@@ -223,7 +298,7 @@ def parse_text(text, path="<text>", binary=False):
                 log.warnings.append(f"{where}: step {step}/{train_steps} after step {prev.step}/{prev.train_steps} "
                                     "in the same trial; skipped")
                 continue
-        current.points.append(ValPoint(step, train_steps, loss, train_time, step_avg))
+        current.points.append(ValPoint(step, train_steps, loss, train_time, step_avg, extra, _decimals(m.group(3))))
     if current is not None and not current.points:
         new_trial()  # drops the empty last trial (with its warning)
         log.trials.pop()
@@ -235,12 +310,146 @@ def parse_text(text, path="<text>", binary=False):
     return log
 
 
-def load(paths):
-    """Parse several files: (logs, trials of all of them in order). Raises LogError on the first bad file."""
+# ---------------------------------------------------------------------------------------------------------
+# Reading what a user passes: files and folders, duplicates, files that are not logs
+
+
+@dataclass
+class Runs:
+    """The runs read from the paths a user gave."""
+    logs: list = field(default_factory=list)  # every file read as a log
+    trials: list = field(default_factory=list)  # the runs, each counted once
+    skipped: list = field(default_factory=list)  # messages: files not read (not a log, unreadable)
+    notes: list = field(default_factory=list)  # messages: a file given twice, a run found twice
+
+    @property
+    def warnings(self):
+        return [w for log in self.logs for w in log.warnings]
+
+    def messages(self):
+        """Everything a user should read before the numbers, in order."""
+        return self.skipped + self.notes + self.warnings
+
+
+def expand(paths):
+    """(files, skipped): the files named, with directories walked (sorted, recursively, hidden entries
+    left out) for names ending in LOG_SUFFIXES; skipped holds one message per directory for the rest."""
+    files, skipped = [], []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        other = []
+        for root, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                full = os.path.join(root, name)
+                (files if name.lower().endswith(LOG_SUFFIXES) else other).append(full)
+        if other:
+            shown = ", ".join(os.path.relpath(f, path) for f in other[:5]) + (" ..." if len(other) > 5 else "")
+            skipped.append(f"{path}: skipped {len(other)} file(s) not named like a log "
+                           f"({'/'.join('*' + s for s in LOG_SUFFIXES)}): {shown}")
+    return files, skipped
+
+
+def _agree(a, b):
+    """Two printed val losses are the same number: equal, or equal up to the coarser of two precisions."""
+    if a.val_loss == b.val_loss:
+        return True
+    if a.decimals is None or b.decimals is None or a.decimals == b.decimals:
+        return False
+    lo, hi = sorted((a.decimals, b.decimals))
+    return abs(a.val_loss - b.val_loss) <= 0.5 * 10 ** -lo + 0.5 * 10 ** -hi + 1e-12
+
+
+def same_run(a, b):
+    """The number of val steps (besides step 0) at which two runs agree, when they are one run; else 0.
+    One run: the same train_steps, equal val losses at every common val step (besides step 0), and either
+    at least MIN_COMMON_FOR_SAME_RUN such steps or one with the same train_time too (a capture of the last
+    line alone). Two tagged trials of one file, or runs with different logged seeds, are never one run."""
+    if a.train_steps != b.train_steps or (a.seed is not None and b.seed is not None and a.seed != b.seed) or (
+            a.source == b.source and a.tag is not None and b.tag is not None):
+        return 0
+    pb = {p.step: p for p in b.points}
+    common = [(p, pb[p.step]) for p in a.points if p.step in pb and p.step != 0]
+    if not common or not all(_agree(x, y) for x, y in common):
+        return 0
+    timed = any(x.train_time is not None and y.train_time is not None and abs(x.train_time - y.train_time) <= 5e-4
+                for x, y in common)
+    return len(common) if len(common) >= MIN_COMMON_FOR_SAME_RUN or timed else 0
+
+
+def dedupe(trials):
+    """(runs, notes): a run found more than once (a copy of a log, a console capture beside it, ...) counted
+    once. Runs whose val losses agree at every common val step are one run; the one with more val lines is
+    kept (on a tie, the one with an embedded script, else the first), and takes the other's script when it
+    has none."""
+    kept, notes = [], []
+    for t in trials:
+        twin = next(((k, n) for k, n in ((k, same_run(k, t)) for k in kept) if n), None)
+        if twin is None:
+            kept.append(t)
+            continue
+        k, n = twin
+        fuller = len(t.points) > len(k.points) or (len(t.points) == len(k.points) and t.script and not k.script)
+        keep, drop = (t, k) if fuller else (k, t)
+        if not keep.script and drop.script:
+            keep.script = drop.script
+        kept[kept.index(k)] = keep
+        notes.append(f"{k.name} and {t.name} hold the same run (equal val loss at all {n} common val steps); "
+                     f"counted once, kept {keep.name} ({len(keep.points)} val lines)")
+    return kept, notes
+
+
+def _labels(paths):
+    """{path: the shortest tail of it (file name, then parent/name, ...) that no other path shares}."""
+    parts = {p: os.path.normpath(p).split(os.sep) for p in paths}
+    out = {}
+    for p, mine in parts.items():
+        for k in range(1, len(mine) + 1):
+            if all(other[-k:] != mine[-k:] for q, other in parts.items() if q != p):
+                break
+        out[p] = "/".join(mine[-k:])
+    return out
+
+
+def read_runs(paths, strict_files=False, allow_empty=False):
+    """Read the runs in `paths` (files and directories). A file that is not a log is skipped with a message
+    (with strict_files, a file named explicitly raises LogError instead); a file given twice is read once; a
+    run found twice counts once. Raises LogError when no run is left (unless allow_empty)."""
     if not paths:
         raise LogError("no log files given")
-    logs = [parse_file(p) for p in paths]
-    return logs, [t for log in logs for t in log.trials]
+    files, skipped = expand(paths)
+    out = Runs(skipped=skipped)
+    seen = {}
+    trials = []
+    for path in files:
+        key = os.path.realpath(path)
+        if key in seen:
+            out.notes.append(f"{path}: the same file as {seen[key]}; read once")
+            continue
+        seen[key] = path
+        try:
+            log = parse_file(path)
+        except LogError as e:
+            if strict_files and path in paths:
+                raise
+            out.skipped.append(f"skipped {e}")
+            continue
+        out.logs.append(log)
+        trials += log.trials
+    labels = _labels([log.path for log in out.logs])
+    for log in out.logs:
+        for t in log.trials:
+            t.label = labels[log.path]
+    if not trials and not allow_empty:
+        why = "; ".join(m[len("skipped "):] if m.startswith("skipped ") else m for m in out.skipped[:5]) or "no file"
+        raise LogError(f"no training log among {', '.join(paths[:5])}{' ...' if len(paths) > 5 else ''}: {why}")
+    out.trials, dup_notes = dedupe(trials)
+    out.notes += dup_notes
+    return out
 
 
 def fmt(x, digits=5):
@@ -272,14 +481,15 @@ def dumps(obj):
 def trial_summary(t):
     return {"run": t.name, "file": t.source, "trial": t.tag, "seed": t.seed, "train_steps": t.train_steps,
             "final_step": t.final_step, "final_val_loss": t.final_val_loss, "stopped": t.stopped,
-            "stop_message": t.stop_message, "resumed_at": t.resumed_at, "num_val_points": len(t.points)}
+            "ends_early": t.ends_early, "status": t.status(), "stop_message": t.stop_message,
+            "resumed_at": t.resumed_at, "num_val_points": len(t.points), "columns": t.columns()}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.logs", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Exit status: 0 ok, 2 a file is not a usable log.")
-    ap.add_argument("logs", nargs="+", metavar="LOG")
+    ap.add_argument("logs", nargs="+", metavar="LOG", help="log files or directories (walked for logs)")
     ap.add_argument("--script", action="store_true", help="print the training script embedded in the (one) LOG")
     ap.add_argument("-o", "--output", metavar="FILE", help="with --script: write the script to FILE")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
@@ -301,32 +511,32 @@ def main(argv=None):
             else:
                 sys.stdout.write(log.script)
             return 0
-        logs, _ = load(args.logs)
+        runs = read_runs(args.logs)
     except LogError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {args.output}: {e.strerror or e}", file=sys.stderr)
         return 2
-    for log in logs:
-        for w in log.warnings:
-            print(f"warning: {w}", file=sys.stderr)
+    for w in runs.messages():
+        print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(dumps([{"path": log.path, "world_size": log.world_size, "device": log.device,
-                      "header": log.header, "has_script": log.script is not None,
+                      "header": log.header, "has_script": bool(log.script),
                       "trials": [trial_summary(t) for t in log.trials], "warnings": log.warnings}
-                     for log in logs]))
+                     for log in runs.logs]))
         return 0
-    for log in logs:
+    for log in runs.logs:
         env = ", ".join(x for x in (f"world_size {log.world_size}" if log.world_size else "",
                                     f"device {log.device}" if log.device else "") if x)
         print(f"{log.path}: {len(log.trials)} trial(s)" + (f"; {env}" if env else ""))
         print(f"  {'run':<16} {'seed':>16} {'steps':>11} {'final val':>10}  status")
         for t in log.trials:
-            status = "stopped: " + t.stop_message if t.stop_message else (
-                "non-finite val loss" if t.stopped else "complete" if t.complete else "incomplete")
+            status = "stopped: " + t.stop_message if t.stop_message else t.status()
             if t.resumed_at:
                 status += f" (resumed at step {', '.join(map(str, t.resumed_at))})"
+            if len(t.columns()) > 1:
+                status += f"; columns {', '.join(t.columns())}"
             print(f"  {'#' + str(t.index) + (' (' + t.tag + ')' if t.tag else ''):<16} "
                   f"{'-' if t.seed is None else t.seed:>16} {f'{t.final_step}/{t.train_steps}':>11} "
                   f"{fmt(t.final_val_loss):>10}  {status}")

@@ -2,14 +2,18 @@
 
     python -m tools.plot A1.txt A2.txt -o curve.png
     python -m tools.plot A1.txt A2.txt --group B1.txt B2.txt --label muon --label adamw -o curve.png
+    python -m tools.plot records/X/public_logs --metric val_ema_loss -o plots/
 
-An approach is a group of logs: the positional LOGs are the first group, and every --group LOG...
-adds one more (put the positional LOGs first: --group takes every file after it). All trials of a
-group's logs are its runs, drawn as their mean with a +-1 std band over the val steps present in
-every run. --label names the groups in order (one per group; default: the first file's name).
-Single runs are drawn as faint lines. The top panel shows the whole run (log scale), the bottom
-one the last 20% of the steps; both show the 3.28 target and the public baseline's mean +- std
-(tools/reference/baseline_curve.csv; --no-reference leaves it out).
+An approach is a group of logs (files or directories walked for logs): the positional LOGs are the
+first group, and every --group LOG... adds one more (put the positional LOGs first: --group takes
+every file after it). All runs of a group's logs are its runs (a run found twice counts once), drawn
+as their mean with a +-1 std band over the val steps present in every run. --label names the groups
+in order (one per group; default: the first file's name). --metric NAME plots another column of the
+val lines (e.g. val_ema_loss; default val_loss). Single runs are drawn as faint lines. The top
+panel shows the whole run (log scale), the bottom one the last 20% of the steps; both show the 3.28
+target and the public baseline's val_loss mean +- std (tools/reference/baseline_curve.csv;
+--no-reference leaves it out). -o names the PNG; an existing directory gets DIR/curve.png, a name
+without an extension gets .png, and the output says the path it wrote.
 
 Exit status: 0 written, 2 bad input.
 """
@@ -18,16 +22,16 @@ import math
 import os
 import sys
 
-from tools.logs import LogError, load
-from tools.stats import TARGET, load_reference
+from tools.logs import DEFAULT_METRIC, LogError, read_runs
+from tools.stats import TARGET, add_metric_argument, load_reference
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def group_curve(trials):
-    """(steps, mean, std) over the val steps present in every run, finite values only."""
-    common = set.intersection(*(set(t.losses()) for t in trials))
-    maps = [t.losses() for t in trials]
+def group_curve(trials, metric=DEFAULT_METRIC):
+    """(steps, mean, std) of `metric` over the val steps present in every run, finite values only."""
+    maps = [t.losses(metric) for t in trials]
+    common = set.intersection(*(set(m) for m in maps))
     steps, means, stds = [], [], []
     for s in sorted(common):
         vals = [m[s] for m in maps]
@@ -41,14 +45,14 @@ def group_curve(trials):
     return steps, means, stds
 
 
-def plot(groups, labels, output, reference=True, title=None):
+def plot(groups, labels, output, reference=True, title=None, metric=DEFAULT_METRIC):
     """groups: [[Trial]]; writes a PNG to output."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    curves = [group_curve(g) for g in groups]
+    curves = [group_curve(g, metric) for g in groups]
     max_step = max(t.final_step for g in groups for t in g)
     ref = load_reference() if reference else {}
     ref_steps = [s for s in sorted(ref) if s <= max_step]
@@ -65,14 +69,14 @@ def plot(groups, labels, output, reference=True, title=None):
             rd = np.array([ref[s][1] for s in ref_steps])
             ax.fill_between(rs, rm - rd, rm + rd, color="0.6", alpha=0.35, lw=0)
             ax.plot(rs, rm, color="0.35", lw=1.2, ls="--", marker="." if zoomed else None,
-                    label="public baseline (Muon, mean +- std of 10 runs)")
+                    label="public baseline (Muon, val_loss, mean +- std of 10 runs)")
             if zoomed:
                 zoom_vals += [v for s, v in zip(rs, rm) if s >= lo]
         for i, (group, (steps, mean, sd), label) in enumerate(zip(groups, curves, labels)):
             c = COLORS[i % len(COLORS)]
             s, m, d = np.array(steps, dtype=float), np.array(mean), np.array(sd)
             for t in group:  # the single runs, faint (a stopped run shows where it ends)
-                pts = [(p.step, p.val_loss) for p in t.points if math.isfinite(p.val_loss)]
+                pts = [(st, v) for st, v in sorted(t.losses(metric).items()) if math.isfinite(v)]
                 if pts:
                     ax.plot(*zip(*pts), color=c, lw=0.8, alpha=0.45, marker="." if zoomed else None, ms=3)
                     if zoomed:
@@ -84,17 +88,17 @@ def plot(groups, labels, output, reference=True, title=None):
                     label=f"{label} (n={len(group)}, mean +- std)")
         ax.axhline(TARGET, color="black", lw=0.9, ls=":", label="target 3.28")
         ax.grid(True, alpha=0.3)
-        ax.set_ylabel("val loss")
+        ax.set_ylabel(metric.replace("_", " "))
     top.set_yscale("log")
     top.set_xlim(0, max_step * 1.01)
-    finite = [p.val_loss for g in groups for t in g for p in t.points if math.isfinite(p.val_loss)] + [TARGET]
+    finite = [v for g in groups for t in g for v in t.losses(metric).values() if math.isfinite(v)] + [TARGET]
     y0, y1 = min(finite) * 0.98, max(finite) * 1.05
     top.set_ylim(y0, y1)
     ticks = [t for t in (2, 2.5, 3, 3.28, 3.5, 4, 4.5, 5, 6, 7, 8, 10, 12, 15, 20, 30) if y0 <= t <= y1]
     top.yaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     top.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     top.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    top.set_title(title or "val loss vs step")
+    top.set_title(title or f"{metric.replace('_', ' ')} vs step")
     top.legend(loc="upper right", fontsize=9)
     zoom.set_xlim(lo, max_step * 1.005)
     zoom_vals = [v for v in zoom_vals if math.isfinite(v)] or [TARGET]
@@ -106,20 +110,31 @@ def plot(groups, labels, output, reference=True, title=None):
     zoom.set_xlabel("step")
     zoom.set_title(f"last 20% of steps ({lo:g}-{max_step}); faint lines: single runs")
     fig.tight_layout()
-    fig.savefig(output, dpi=110)
+    fig.savefig(output, dpi=110, format=os.path.splitext(output)[1][1:].lower())
     plt.close(fig)
+
+
+def output_path(output):
+    """The file a PNG for `output` goes to: DIR/curve.png for a directory, NAME.png for a name without an
+    extension; else the name itself."""
+    if os.path.isdir(output) or output.endswith(("/", os.sep)):
+        return os.path.join(output, "curve.png")
+    return output if os.path.splitext(output)[1] else output + ".png"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.plot", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("logs", nargs="*", metavar="LOG", help="the logs of the first approach")
+    ap.add_argument("logs", nargs="*", metavar="LOG", help="the logs of the first approach (files or directories)")
     ap.add_argument("--group", nargs="+", action="append", default=[], metavar="LOG",
                     help="the logs of one more approach (repeatable)")
-    ap.add_argument("--label", action="append", default=[], metavar="NAME", help="a group's name, in order (repeatable)")
-    ap.add_argument("-o", "--output", required=True, metavar="PNG")
+    ap.add_argument("--label", action="append", default=[], metavar="NAME",
+                    help="a group's name, in order (repeatable)")
+    ap.add_argument("-o", "--output", required=True, metavar="PNG",
+                    help="the PNG to write (a directory: DIR/curve.png)")
     ap.add_argument("--title")
     ap.add_argument("--no-reference", action="store_true", help="leave out the public baseline curve")
+    add_metric_argument(ap)
     args = ap.parse_args(argv)
     file_groups = ([args.logs] if args.logs else []) + args.group
     if not file_groups:
@@ -129,22 +144,31 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     try:
-        groups = [load(files)[1] for files in file_groups]
+        groups = []
+        for files in file_groups:
+            runs = read_runs(files)
+            for message in runs.skipped + runs.notes:
+                print(f"note: {message}", file=sys.stderr)
+            groups.append(runs.trials)
     except LogError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    labels = args.label or [os.path.splitext(os.path.basename(f[0]))[0] + (f" +{len(f) - 1}" if len(f) > 1 else "")
-                            for f in file_groups]
-    bad = [label for label, g in zip(labels, groups) if not group_curve(g)[0]]
+    labels = args.label or [os.path.splitext(os.path.basename(os.path.normpath(f[0])))[0] +
+                            (f" +{len(f) - 1}" if len(f) > 1 else "") for f in file_groups]
+    bad = [label for label, g in zip(labels, groups) if not group_curve(g, args.metric)[0]]
     if bad:
-        print(f"error: group {', '.join(bad)}: no val step with finite losses in every run", file=sys.stderr)
+        print(f"error: group {', '.join(bad)}: no val step with a finite {args.metric} in every run "
+              f"(the columns these runs log: {', '.join(sorted({c for g in groups for t in g for c in t.columns()}))})",
+              file=sys.stderr)
         return 2
+    output = output_path(args.output)
     try:
-        plot(groups, labels, args.output, reference=not args.no_reference, title=args.title)
+        plot(groups, labels, output, reference=not args.no_reference, title=args.title, metric=args.metric)
     except (OSError, ValueError) as e:
-        print(f"error: {args.output}: {e}", file=sys.stderr)
+        print(f"error: {output}: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: " + "; ".join(f"{lab}: {len(g)} runs" for lab, g in zip(labels, groups)))
+    print(f"wrote {output}: " + "; ".join(f"{lab}: {len(g)} runs" for lab, g in zip(labels, groups))
+          + ("" if args.metric == DEFAULT_METRIC else f" ({args.metric})"))
     return 0
 
 
