@@ -1,4 +1,4 @@
-"""The architecture of train_gpt_simple.py (SPEC section 4): the parameter tree of the official
+"""The architecture of train_gpt_simple.py (RULES.md section 4): the parameter tree of the official
 model, and the forward pass against an independent plain implementation of the spec."""
 import math
 
@@ -11,7 +11,7 @@ V, L, D = 50304, 12, 768
 
 
 def spec_shapes():
-    """SPEC section 4, parameter by parameter."""
+    """RULES.md 4.1, parameter by parameter."""
     shapes = {"embed.weight": (V, D), "proj.weight": (V, D), "proj.bias": (V,),
               "norm1.gains": (D,), "norm2.gains": (D,)}
     for i in range(L):
@@ -74,7 +74,7 @@ def ref_rotary(x, rotate_sign=1.0):  # x: (B, T, H, hd)
 
 
 def reference_loss(W, inputs, targets, num_layers, heads, scale=0.12, softcap=True, rotate_sign=1.0):
-    """SPEC section 4 in plain torch ops on a dict of weights W (all float32)."""
+    """RULES.md 4.2 in plain torch ops on a dict of weights W (all float32)."""
     lin = lambda x, name: x @ W[name + ".weight"].T + W[name + ".bias"]  # noqa: E731
     B, T = inputs.shape
     h = ref_rms(W["embed.weight"][inputs], W["norm1.gains"])

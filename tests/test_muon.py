@@ -1,4 +1,4 @@
-"""Newton-Schulz and Muon of train_gpt_simple.py (SPEC section 5), checked against the formulas
+"""Newton-Schulz and Muon of train_gpt_simple.py (RULES.md section 5), checked against the formulas
 computed by hand."""
 import os
 
@@ -98,7 +98,7 @@ def ns64(u):
 
 
 def hand_muon(p0, g1, g2, lr1, lr2, wd, mu):
-    """SPEC section 5 for two steps of one matrix, in float64 (NS itself is the script's
+    """RULES.md 5.4-5.5 for two steps of one matrix, in float64 (NS itself is the script's
     newton_schulz). Returns the parameter, the momentum buffer, and parameters of wrong variants."""
     p0, g1, g2 = p0.double(), g1.double(), g2.double()
     rows, cols = p0.shape

@@ -1,4 +1,4 @@
-"""The token stream of train_gpt_simple.py (SPEC section 3): exact tokens per step and rank,
+"""The token stream of train_gpt_simple.py (RULES.md 3.4): exact tokens per step and rank,
 shard switching, the val slice, steps_in_shard, and the shard header checks."""
 import os
 
@@ -33,7 +33,7 @@ def train_dir(tmp_path):
 
 
 def expected_stream(shards, batch, world_size):
-    """The SPEC rule, written independently: per step, per rank, (inputs, targets) as numpy."""
+    """RULES.md 3.4, written independently: per step, per rank, (inputs, targets) as numpy."""
     local = batch // world_size
     steps, per_shard = [], []
     for tokens in shards:

@@ -22,7 +22,7 @@ README = """# {approach} ({agent_id})
 
 Describe the change against the repo's train_gpt_simple.py (optimizer, schedule, init) and why.
 Only the optimizer, its hyperparameters and schedules, and the initialization may change
-(SPEC section 2): same data, batch of 524,288 tokens, architecture, one forward-backward per step.
+(RULES.md 2.1, 2.2): same data, batch of 524,288 tokens, architecture, one forward-backward per step.
 
 ## Hyperparameters
 
