@@ -1,0 +1,634 @@
+"""The Modded-NanoGPT optimization benchmark (track 3) in one file.
+
+Train a fixed GPT-2-small on a fixed FineWeb stream, 524,288 tokens per step; change only the
+optimizer, its hyperparameters and schedule, and the init (the "Optimizer" and "Init & Optim
+Hyperparams" sections). Score: the number of steps to val loss 3.28.
+
+    torchrun --standalone --nproc_per_node=8 train_gpt_simple.py [num_trials]
+    SEED=1234 torchrun ...     replays the logged seed 1234 (later trials: 1235, 1236, ...)
+
+The whole file is printed at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
+"""
+import glob
+import hashlib
+import math
+import os
+import signal
+import sys
+import time
+import types
+import uuid
+import zipfile
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+# -----------------------------------------------------------------------------
+# Dataloader
+
+
+def shard_token_count(path):
+    """Token count of the shard at `path` from its header, after checking the header and file size."""
+    with open(path, "rb") as f:
+        header = f.read(1024)
+    magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
+    kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
+    chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
+    redownload = f"re-download it with: python data/cached_fineweb10B.py {max(chunks, 1)} (it replaces only bad files)"
+    if len(header) < 1024 or magic != 20240520 or version != 1:
+        raise ValueError(f"{path}: not a token shard of this benchmark (magic {magic}, version {version}, "
+                         f"header {len(header)} bytes; expected 20240520, 1, 1024); {redownload}")
+    size = os.path.getsize(path)
+    if size != 1024 + 2 * count:
+        raise ValueError(f"{path}: truncated or damaged: {size} bytes, but its header promises {count} tokens "
+                         f"= {1024 + 2 * count} bytes; {redownload}")
+    return count
+
+
+def load_data_shard(path):
+    """All tokens of one shard (a 1024-byte header, then uint16 tokens) as a uint16 tensor."""
+    count = shard_token_count(path)
+    return torch.from_file(path, False, 512 + count, dtype=torch.uint16)[512:]
+
+
+def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024, device="cuda"):
+    """Yield this rank's (inputs, targets) for every step: the benchmark's stream, token for token.
+
+    Shards in name order; a step takes batch_size + 1 tokens from `pos`, or moves to the next
+    shard when they do not fit (the tail of each shard is skipped). Rank r takes the r-th slice.
+    """
+    files, local = iter(sorted(glob.glob(filename_pattern))), batch_size // world_size
+    tokens, pos = torch.empty(0, dtype=torch.uint16), 0
+    while True:
+        while pos + batch_size + 1 >= len(tokens):
+            path = next(files, None)
+            if path is None:
+                raise ValueError(f"ran out of tokens in {filename_pattern}; download more chunks")
+            tokens, pos = load_data_shard(path), 0
+        buf = tokens[pos + rank * local:][:local + 1].to(device=device, dtype=torch.int32, non_blocking=True)
+        pos += batch_size
+        yield buf[:-1].view(-1, seq_len), buf[1:].view(-1, seq_len).long()
+
+
+def steps_in_shard(num_tokens, batch_size):
+    """How many steps of `batch_size` tokens the stream above takes from a shard of num_tokens."""
+    return max(0, math.ceil((num_tokens - batch_size - 1) / batch_size))
+
+# -----------------------------------------------------------------------------
+# Architecture
+
+
+def norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gains = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return (norm(x.float()) * self.gains).type_as(x)  # in float32 (a precision-only change)
+
+
+class Linear(nn.Linear):
+    """nn.Linear that casts its fp32 master weights to the activations' dtype (bf16) at use."""
+
+    def forward(self, x):
+        return F.linear(x, self.weight.type_as(x), self.bias.type_as(x))
+
+
+class Rotary(nn.Module):
+    def __init__(self, head_dim, max_seq_len=1024):
+        super().__init__()
+        freqs = (1 / 1024) ** torch.linspace(0, 1, head_dim // 4)
+        freqs = torch.cat([freqs, freqs.new_zeros(head_dim // 4)])  # half of the pairs do not rotate
+        theta = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)
+        self.register_buffer("cos", theta.cos(), persistent=False)
+        self.register_buffer("sin", theta.sin(), persistent=False)
+
+    def forward(self, x):  # x: (B, T, heads, head_dim)
+        cos, sin = self.cos[None, :x.size(1), None], self.sin[None, :x.size(1), None]
+        x1, x2 = x.float().chunk(2, dim=-1)
+        return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.num_heads = max(1, dim // 128)  # heads of dim 128 (one narrower head in tiny test models)
+        self.head_dim = dim // self.num_heads
+        self.q, self.k, self.v, self.proj = (Linear(dim, dim) for _ in range(4))
+        self.rotary = Rotary(self.head_dim)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (f(x).view(B, T, self.num_heads, self.head_dim) for f in (self.q, self.k, self.v))
+        q, k = self.rotary(norm(q)), self.rotary(norm(k))
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True, scale=0.12)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.fc, self.proj = Linear(dim, 4 * dim), Linear(4 * dim, dim)
+
+    def forward(self, x):
+        return self.proj(F.relu(self.fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.norm1, self.attn, self.norm2, self.mlp = RMSNorm(dim), CausalSelfAttention(dim), RMSNorm(dim), MLP(dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab_size, num_layers, model_dim):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, model_dim, dtype=torch.bfloat16)  # sets the activation dtype
+        self.blocks = nn.ModuleList(Block(model_dim) for _ in range(num_layers))
+        self.norm1, self.norm2 = RMSNorm(model_dim), RMSNorm(model_dim)
+        self.proj = Linear(model_dim, vocab_size)
+
+    def forward(self, inputs, targets):
+        """Cross-entropy summed (not averaged) over all tokens."""
+        x = self.norm1(self.embed(inputs))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.proj(self.norm2(x)).float()
+        logits = 15 * logits * torch.rsqrt(logits.square() + 225)  # soft cap at +-15
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
+
+# -----------------------------------------------------------------------------
+# Optimizer
+
+
+def newton_schulz(G, steps=12, dtype=torch.bfloat16):
+    """Orthogonalize every matrix of a (..., m, n) batch (in bfloat16): singular values go to ~1."""
+    X = G.to(dtype).reshape(-1, *G.shape[-2:])
+    if G.size(-2) > G.size(-1):
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        A = X @ X.mT
+        B = torch.baddbmm(A, A, A, beta=-1.5, alpha=0.5)  # -1.5 A + 0.5 A A
+        X = torch.baddbmm(X, B, X, beta=2)  # 2 X + B X
+    return (X.mT if G.size(-2) > G.size(-1) else X).reshape(G.shape)
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum (Nesterov) whose update is orthogonalized by Newton-Schulz.
+
+    Same-shape matrices form a stack, orthogonalized in one batched call. With W ranks, rank r
+    owns the r-th contiguous 1/W of every stack (see `owner`). step() sums its own gradients: the
+    matrices sit in a flat buffer rank by rank, and one reduce-scatter hands every rank the summed
+    gradients of the matrices it owns; it keeps their momentum, orthogonalizes and updates them in
+    place, and one all-gather hands the new matrices to every rank. No rank repeats another's work.
+    """
+
+    def __init__(self, params, lr, weight_decay, mu):
+        params = list(params)
+        shapes = sorted({tuple(p.shape) for p in params})
+        super().__init__([dict(params=[p for p in params if tuple(p.shape) == s]) for s in shapes],
+                         dict(lr=lr, weight_decay=weight_decay, mu=mu))
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        # parameter -> the rank that updates it, and its place in that rank's part of step()'s flat buffer
+        self.owner, self.offset, self.part = {}, {}, 0
+        for group in self.param_groups:
+            P = group["params"]
+            per_rank = math.ceil(len(P) / self.world_size)
+            for i, p in enumerate(P):
+                self.owner[p], self.offset[p] = i // per_rank, self.part + i % per_rank * p.numel()
+            self.part += per_rank * P[0].numel()
+        self.newton_schulz = torch.compile(newton_schulz) if params[0].is_cuda else newton_schulz
+
+    def places(self, flat):  # every parameter's matrix in a (world_size, part) buffer
+        return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
+
+    @torch.no_grad()
+    def step(self):
+        params = list(self.offset)
+        flat = params[0].new_zeros(self.world_size, self.part)
+        torch._foreach_copy_(self.places(flat), [p.grad for p in params])
+        mine = flat[self.rank]
+        if self.world_size > 1:  # the gradients of this rank's matrices, summed over ranks
+            mine = flat.new_empty(self.part)
+            dist.reduce_scatter_tensor(mine, flat.view(-1))
+        for group in self.param_groups:
+            P = [p for p in group["params"] if self.owner[p] == self.rank]  # this rank's matrices of the stack
+            lr, wd, mu = group["lr"], group["weight_decay"], group["mu"]
+            if not P:
+                continue
+            g = mine[self.offset[P[0]]:][:len(P) * P[0].numel()].view(len(P), *P[0].shape)
+            bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in P]
+            torch._foreach_lerp_(bufs, list(g), 1 - mu)  # m = mu*m + (1-mu)*g
+            u = g.lerp(torch.stack(bufs), mu)  # Nesterov: (1-mu)*g + mu*m
+            u = self.newton_schulz(u) * max(1, P[0].size(-2) / P[0].size(-1)) ** 0.5
+            torch.stack(P, out=g).mul_(1 - lr * wd).sub_(u, alpha=lr)  # the new matrices, where the gradients were
+        if self.world_size > 1:
+            flat = flat.new_empty(self.world_size, self.part)
+            dist.all_gather_into_tensor(flat.view(-1), mine)
+        torch._foreach_copy_(params, self.places(flat))
+
+# -----------------------------------------------------------------------------
+# Setup: the benchmark's fixed facts. Change them and your numbers no longer compare.
+
+train_files = "data/fineweb10B/fineweb_train_*.bin"
+val_files = "data/fineweb10B/fineweb_val_*.bin"
+vocab_size, num_layers, model_dim = 50304, 12, 768  # GPT-2's 50,257 tokens padded to a multiple of 128
+batch_size = 8 * 64 * 1024  # tokens per step, split over ranks and microbatches
+seq_len = 1024
+val_tokens = 20 * 524288
+device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
+micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
+log_dir = "logs"
+checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<log name>.pt
+checkpoint_every = None  # seconds between checkpoints; None: only on SIGTERM/SIGINT (each costs ~5 s for 1.4 GB)
+
+# -----------------------------------------------------------------------------
+# Init & Optim Hyperparams: main() calls the functions below; as written they are public record #2's (AdamW
+# everywhere, modded-nanogpt track 3, results/a63a68d1-24aa-4a22-af9a-224e43209ea4.txt). The Muon above is unused.
+
+train_steps = 5625
+warmup_steps = 250  # every group's lr rises linearly over the first 250 steps
+
+
+def init_params(model):
+    """Torch's default init of every layer, then every parameter whose name contains "proj" zero (weights and biases
+    of both projections of every block, and of the head)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):  # weight and bias U(+-1/sqrt(fan_in)); embedding N(0, 1)
+            module.reset_parameters()
+    for name, p in model.named_parameters():
+        if name.endswith("gains"):
+            nn.init.ones_(p)
+        elif "proj" in name:
+            nn.init.zeros_(p)
+
+
+def make_optimizers(model):
+    adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.3),
+                              dict(params=[model.proj.weight], lr=1 / 320),
+                              dict(params=[p for p in model.parameters() if p.ndim < 2], lr=0.01)],
+                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0, fused=True)  # fused: one kernel
+    blocks = torch.optim.AdamW([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.0015, betas=(0.9, 0.95),
+                               eps=1e-10, weight_decay=0.1, fused=True)
+    return [adam, blocks]
+
+
+def lr_multiplier(step):
+    x = step / train_steps
+    return 1.0 if x < 1 - 0.7 else (1 - x) / 0.7
+
+
+def set_hparams(step, optimizers):
+    """Every group's hyperparameters for `step`, set after its backward, before the optimizers step.
+    group["initial_lr"] is the lr make_optimizers gave; weight decay scales with lr. Every group (the block
+    matrices and the others): the linear warm-up times the baseline's schedule."""
+    warmup = min(1.0, (step + 1) / warmup_steps)
+    eta = lr_multiplier(step)
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * warmup * eta
+
+
+def is_val_step(step):
+    """Validate before training step `step` (step == train_steps: after the last one)? Every 125 steps, as the
+    published log."""
+    return step == train_steps or step % 125 == 0
+
+# The loop's extension points. `state` is a dict that belongs to the trial: whatever these functions
+# keep in it (tensors, numbers, lists and dicts of them) is saved in every checkpoint and restored on
+# resume. Compute it the same way on every rank. `model` is the uncompiled model (its parameters are
+# the compiled model's). Weights may change in before_forward, the optimizers' step and after_step only:
+# val passes and readouts must leave them bit for bit (tools.preflight checks all of this).
+
+
+def before_forward(step, model, optimizers, state):
+    """Runs before the first forward of training step `step`, e.g. a lookahead move of the weights."""
+
+
+def after_step(step, model, optimizers, state):
+    """Runs after the optimizers' step `step`, e.g. an EMA of the weights."""
+
+
+def readouts(step, model, val_loss, evaluate, state):
+    """At each val step: extra values to log after val_loss, as {name: value}, e.g. {"val_ema_loss": 3.27832}.
+    evaluate() returns the val loss of the model's current weights; put the weights back bit for bit."""
+    return {}
+
+# -----------------------------------------------------------------------------
+# Training and Validation
+
+
+def check_launch(world_size):
+    """Every fault that can be found before any GPU work, as one clear line (SystemExit)."""
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
+                         "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
+    train_paths, val_paths = sorted(glob.glob(train_files)), sorted(glob.glob(val_files))
+    if not train_paths or not val_paths:
+        raise SystemExit(f"no shards at {train_files if not train_paths else val_files} (run from the repo root); "
+                         "download them with: python data/cached_fineweb10B.py 20")
+    try:
+        have = sum(steps_in_shard(shard_token_count(p), batch_size) for p in train_paths)
+        val_have = shard_token_count(val_paths[0])
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if have < train_steps:
+        chunks = math.ceil(train_steps / steps_in_shard(10 ** 8, 524288))
+        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the {len(train_paths)} "
+                         f"train shards hold only {have}: python data/cached_fineweb10B.py {chunks}")
+    if val_have < val_tokens + 2:
+        raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
+
+
+def choose_micro_batch(device, seqs_per_rank):
+    """micro_batch_seqs, or by GPU memory: 64 sequences on 80 GB GPUs (~1 GB per sequence, see README)."""
+    micro = micro_batch_seqs
+    if micro is None:
+        gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
+        micro = 64 if gib >= 70 else 32 if gib >= 35 else 16 if gib >= 18 else 8
+    return math.gcd(micro, seqs_per_rank)
+
+
+def load_checkpoint(path, code):
+    """The checkpoint at `path`, refused unless it is whole, was written by this very script, and its log is here."""
+    try:
+        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs that torch.save writes
+            if z.testzip() is not None:
+                raise ValueError(f"corrupt member {z.testzip()}")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
+        raise SystemExit(f"cannot resume from {path}: not a checkpoint of train_gpt_simple.py")
+    if ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
+        raise SystemExit(f"cannot resume from {path}: it was written by a different script; "
+                         f"the log {ckpt.get('log_path')} holds the code that wrote it")
+    if not os.path.isfile(ckpt["log_path"]):
+        raise SystemExit(f"cannot resume from {path}: its log {ckpt['log_path']} is not there (it holds the run so "
+                         "far and gets the rest); put it back, or resume from the directory the run was launched in")
+    return ckpt
+
+
+def to_device(obj, device):
+    """A checkpoint's nested dicts, lists and tuples with every tensor moved to `device`."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(x, device) for x in obj)
+    return {k: to_device(v, device) for k, v in obj.items()} if isinstance(obj, dict) else obj
+
+
+def save_checkpoint(run, optimizers, **ckpt):
+    """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG; sharded optimizer state
+    (an optimizer with `owner`) is gathered from the ranks that own it first."""
+    opt_states = []
+    for opt in optimizers:
+        sd = opt.state_dict()
+        if run.world_size > 1 and getattr(opt, "owner", None):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in sd["state"].items()
+                    if opt.owner[params[i]] == run.rank}
+            parts = [None] * run.world_size if run.rank == 0 else None
+            dist.gather_object(mine, parts)
+            sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
+        opt_states.append(sd)
+    if run.rank == 0:
+        os.makedirs(os.path.dirname(run.ckpt_path) or ".", exist_ok=True)
+        cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+        torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
+                        num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
+                        optimizers=opt_states, rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
+        os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the previous checkpoint stays until this one is whole
+
+
+def restore(run, ckpt, optimizers):
+    """The interrupted trial's model, optimizer states (each rank keeps its own shard) and RNG."""
+    run.raw_model.load_state_dict(ckpt["model"])
+    for opt, sd in zip(optimizers, ckpt["optimizers"]):
+        if getattr(opt, "owner", None):
+            params = [p for g in opt.param_groups for p in g["params"]]
+            sd = dict(sd, state={i: st for i, st in sd["state"].items() if opt.owner[params[i]] == run.rank})
+        opt.load_state_dict(sd)
+    torch.set_rng_state(ckpt["rng"])
+    if run.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], run.device)
+    return to_device(ckpt["state"], run.device)
+
+
+def evaluate(run):
+    """Val loss of the model's current weights: the summed loss over the val set and the ranks, per token."""
+    with torch.no_grad():
+        loss = sum(run.model(run.val_inputs[i:i + run.micro], run.val_targets[i:i + run.micro]).double()
+                   for i in range(0, len(run.val_inputs), run.micro))
+    if run.world_size > 1:
+        dist.all_reduce(loss)
+    return loss.item() / val_tokens
+
+
+def forward_backward(run, inputs, targets):
+    """One forward and one backward per microbatch; loss and gradients are sums over the microbatches."""
+    train_loss = 0
+    for i in range(0, len(inputs), run.micro):
+        loss = run.model(inputs[i:i + run.micro], targets[i:i + run.micro])
+        loss.backward()
+        train_loss += loss.detach()
+    return train_loss
+
+
+def optimizer_step(run, optimizers):
+    """Sum the gradients over ranks and step every optimizer. An optimizer with `owner` (Muon) sums its own
+    inside step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors together)
+    and waited for just before the first optimizer that reads them."""
+    works, params = [], run.raw_model.parameters()
+    if run.world_size > 1:
+        sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
+        grads = [p.grad for p in params if p.grad is not None and p not in sharded]
+        vectors = [g for g in grads if g.ndim < 2]  # biases and gains
+        buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
+        works = [dist.all_reduce(b, async_op=True) for b in buckets]
+    for opt in optimizers:
+        if works and not getattr(opt, "owner", None):
+            for work in works:
+                work.wait()
+            if vectors:
+                sums = buckets[-1].split([g.numel() for g in vectors])
+                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
+            works = []
+        opt.step()
+    run.raw_model.zero_grad(set_to_none=True)
+
+
+def run_trial(run, trial, ckpt):
+    """One trial: a fresh init (or the checkpoint's state), then every step with its val passes."""
+    seed, tag = run.seed0 + trial, f"trial {trial + 1}/{run.num_trials}"
+    run.raw_model.zero_grad(set_to_none=True)
+    if ckpt:
+        optimizers = make_optimizers(run.raw_model)
+        state = restore(run, ckpt, optimizers)
+        start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
+        log(run, f"{tag} resumed from {run.ckpt_path} at step {start}")
+    else:
+        log(run, f"{tag} seed {seed}")
+        torch.manual_seed(seed)
+        init_params(run.raw_model)
+        optimizers = make_optimizers(run.raw_model)
+        for group in (g for opt in optimizers for g in opt.param_groups):
+            group["initial_lr"] = group["lr"]
+        state, start, reached, train_time = {}, 0, None, 0.0
+    train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size, seq_len, run.device)
+    for _ in range(start):
+        next(train_loader)
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
+    # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on the host during
+    # the next step, after its forward and backward are queued: no step waits for the GPU
+    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.device.type == "cuda"), None
+    val, last_save, t0 = float("nan"), time.perf_counter(), time.perf_counter()
+    for step in range(start, train_steps + 1):
+        if is_val_step(step):
+            run.sync()
+            train_time += time.perf_counter() - t0  # the clock stops during val
+            val = evaluate(run)
+            extra = readouts(step, run.raw_model, val, lambda: evaluate(run), state)
+            log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}" + "".join(f" {k}:{v:.5f}" for k, v in extra.items())
+                + f" train_time:{train_time:.3f}s step_avg:{1000 * train_time / max(step, 1):.2f}ms")
+            if reached is None and val <= 3.28:
+                reached = step
+            t0 = time.perf_counter()
+        if step == train_steps:
+            break
+        inputs, targets = next(train_loader)
+        before_forward(step, run.raw_model, optimizers, state)
+        train_loss = forward_backward(run, inputs, targets)
+        if step > start:  # the previous step's flags
+            if flags_ready is not None:
+                flags_ready.synchronize()
+            nonfinite, signum, save = flags.tolist()
+            if nonfinite:
+                log(run, f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
+                break
+        due = run.rank == 0 and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
+        step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), run.stop[0] if run.stop else 0,
+                                  device=run.device), torch.full((), due, device=run.device)]).int()
+        flags_sent = dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True) if run.world_size > 1 else None
+        set_hparams(step, optimizers)
+        optimizer_step(run, optimizers)
+        after_step(step, run.raw_model, optimizers, state)
+        if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
+            flags_sent.wait()
+        flags.copy_(step_flags, non_blocking=True)
+        if run.device.type == "cuda":
+            flags_ready = torch.cuda.Event()
+            flags_ready.record()
+        if step > start and (signum or save):  # the state after this step: a resume starts at step + 1
+            run.sync()
+            train_time += time.perf_counter() - t0
+            save_checkpoint(run, optimizers, trial=trial, step=step + 1, train_time=train_time, reached=reached,
+                            state=state)
+            last_save = t0 = time.perf_counter()
+            if signum:
+                log(run, f"{tag} stopped by signal {signum} at step {step + 1}; checkpoint {run.ckpt_path}; "
+                    "resume with: RESUME=" + run.ckpt_path + " and the same launch command")
+                raise SystemExit(128 + signum)
+    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.device.type == "cuda" else 0.0
+    log(run, f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
+    log(run, f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
+        f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
+
+
+def log(run, line, echo=True):
+    if run.rank == 0:
+        if echo:
+            print(line)
+        run.logfile.write(line + "\n")
+        run.logfile.flush()
+
+
+def main(num_trials=1):
+    try:
+        rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise SystemExit("RANK and WORLD_SIZE must be whole numbers (torchrun sets them); "
+                         f"got RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}") from None
+    if world_size < 1 or 8 % world_size or not 0 <= rank < world_size:
+        raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below it): "
+                         "launch with torchrun --nproc_per_node 1, 2, 4 or 8")
+    check_launch(world_size)
+    with open(__file__) as f:
+        code = f.read()
+    resume = os.environ.get("RESUME")
+    ckpt = load_checkpoint(resume, code) if resume else None
+
+    if device_type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability(device) == (8, 0):
+            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public modded-nanogpt issue "
+                             "#268): install torch 2.11 or newer")
+        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention fails to build a plan for this layout on some versions
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run after the next step, then exits
+    old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, num_trials=num_trials,
+                                    stop=stop, micro=choose_micro_batch(device, batch_size // world_size // seq_len),
+                                    sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None)
+        run.log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(log_dir, f"{uuid.uuid4()}.txt"))
+        run.ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(run.log_path)[:-4] + ".pt")
+        if rank == 0:
+            os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
+            run.logfile = open(run.log_path, "a")
+            print(f"logging to {run.log_path}")
+        if not ckpt:
+            log(run, code, echo=False)
+            log(run, "=" * 100, echo=False)
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
+                f"| micro_batch_seqs {run.micro}")
+            log(run, "=" * 100, echo=False)
+        with torch.device(device):
+            run.raw_model = GPT(vocab_size, num_layers, model_dim)
+        run.model = torch.compile(run.raw_model) if device.type == "cuda" else run.raw_model
+        run.val_inputs, run.val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size,
+                                                                          seq_len, device))
+        seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
+        if world_size > 1:  # every rank initializes from rank 0's seed
+            seed0_t = torch.tensor(seed0, device=device)
+            dist.broadcast(seed0_t, 0)
+            seed0 = seed0_t.item()
+        run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (seed0, num_trials)
+        for trial in range(ckpt["trial"] if ckpt else 0, run.num_trials):
+            try:
+                run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)
+            except torch.OutOfMemoryError:
+                raise SystemExit(f"out of GPU memory with micro_batch_seqs = {run.micro} sequences per forward: set "
+                                 f"micro_batch_seqs = {max(1, run.micro // 2)} in the Setup section (same math)") from None
+        if rank == 0 and os.path.exists(run.ckpt_path):  # every trial is done: resuming would only replay a finished run
+            os.remove(run.ckpt_path)
+            log(run, f"all trials done: removed the checkpoint {run.ckpt_path}")
+    finally:
+        for s, handler in old_handlers.items():
+            signal.signal(s, handler)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    arg = sys.argv[-1] if len(sys.argv) > 1 else "1"
+    if not (arg.isascii() and arg.isdigit()) or int(arg) < 1:
+        raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} [num_trials]  (got {arg!r})")
+    main(int(arg))

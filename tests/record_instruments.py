@@ -1,0 +1,55 @@
+"""Instruments for tools.tiny.run used by the tests of records/ (module level, so that rank processes can
+unpickle them; bind arguments with functools.partial). An instrument runs as instrument(module, result) in every
+rank before main(); the picklable dict `result` comes back to the test.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def val_every_5(step):
+    """An is_val_step for short runs: every 5 steps (step 0 and a train_steps that is a multiple of 5 included)."""
+    return step % 5 == 0
+
+
+def tiny_stack(module, layers, seed=0):
+    """A GPT(64, layers, 16) of `module` with random block matrices (rows of very different norms, so that RowFloor
+    lifts some rows and not others) and every other parameter as init_params leaves it."""
+    torch.manual_seed(seed)
+    model = module.GPT(64, layers, 16)
+    module.init_params(model)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.blocks.parameters():
+            if p.ndim == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2 * (1 + 4 * torch.rand(p.size(0), 1, generator=gen)))
+    return model
+
+
+def sharded_muon(module, result, layers=3, steps=4):
+    """Replace main(): the record's Muon alone on tiny_stack(layers), `steps` steps with fixed gradients, on every
+    rank of this launch; each of the W ranks is handed gradient / W, so the sum over ranks is the gradient bitwise
+    (W a power of two). result["params"]: the block matrices after the last step; result["owned"]: how many
+    matrices this rank updated."""
+    def main(num_trials=1):
+        world_size = int(os.environ.get("WORLD_SIZE", 1))
+        if world_size > 1:
+            dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=world_size)
+        try:
+            model = tiny_stack(module, layers)
+            named = [(n, p) for n, p in model.blocks.named_parameters() if p.ndim == 2]
+            muon = module.Muon(named, lr=0.0375, mu=0.95)
+            result["owned"] = sum(owner == muon.rank for owner in muon.owner.values())
+            gen = torch.Generator().manual_seed(7)
+            for step in range(steps):
+                for group in muon.param_groups:
+                    group["lr"], group["mu"] = 0.0375 * (1 - step / 10), 0.85 + 0.03 * step
+                for _, p in named:
+                    p.grad = torch.randn(p.shape, generator=gen) / world_size
+                muon.step()
+            result["params"] = {n: p.detach().clone() for n, p in named}
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    module.main = main
