@@ -145,7 +145,7 @@ def check_pool(trials, side="", strict=False, metric=DEFAULT_METRIC):
     script_warnings, same = identity.pool_report(trials)
     if strict and not same:
         raise PoolError(f"{side}--strict: the runs were not all written by the same script: "
-                        + "; ".join(w.strip() for w in script_warnings[1:] if not w.startswith("the runs were")))
+                        + "; ".join(w.strip() for w in script_warnings if not w.startswith("the runs were")))
     return [side + w for w in script_warnings] + [side + w for w in run_warnings(trials, metric)]
 
 
