@@ -1,14 +1,20 @@
-"""tools.speed on the tiny CPU configuration: the report's structure and counts (never its timings)."""
+"""tools.speed on the tiny CPU configuration: the report's structure and counts (never its timings), the
+self-check (--check --cpu), and the memory plan (--memory) against what the compiled model really saves."""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from tools import speed
+from tools import compile_check, speed, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "train_gpt_simple.py"
+needs_compiler = pytest.mark.skipif(compile_check.cpp_compiler_problem() is not None,
+                                    reason="torch.compile on the CPU needs a C++ compiler")
 
 
 def test_speed_cpu_reports_every_field_for_the_measured_steps(tmp_path):
@@ -36,6 +42,7 @@ def test_summarize_uses_the_median_interval_after_warmup():
     assert report["tokens_per_s"] == 524288
     assert report["mfu"] == round(4.48e14 / 1.0 / (8 * 989e12), 4)
     assert report["first_step_s"] == 1.0 and report["val_pass_s"] == 0.5
+    assert speed.summarize(dict(result, device="NVIDIA GH200 480GB"), 1, 1, 524288)["mfu"] == round(4.48e14 / 989e12, 4)
 
 
 def test_speed_refuses_without_gpu_unless_cpu():
@@ -43,3 +50,145 @@ def test_speed_refuses_without_gpu_unless_cpu():
         pytest.skip("a GPU is present")
     out = subprocess.run([sys.executable, "-m", "tools.speed"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "no CUDA GPU" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "tools.speed", "--check"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "no CUDA GPU" in out.stderr
+
+
+@needs_compiler
+def test_check_cpu_passes_with_every_number(capsys):
+    code = speed.main(["--check", "--cpu", "--json"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and report["status"] == "PASS", report["problems"]
+    assert [name for name, _, _ in report["checks"]] == ["compile", "recompiles", "model", "optimizer", "finite"]
+    assert {status for _, status, _ in report["checks"]} == {"PASS"}
+    assert report["micro_batch_seqs"] == compile_check.MICRO and report["compared_at_steps"] == [0, 2]
+    assert report["steps_measured"] == speed.CHECK_STEPS and report["device"] == "cpu"
+    for key in ("ms_per_step", "optimizer_ms", "first_step_s", "val_pass_s", "tokens_per_s"):
+        assert report[key] > 0, key
+    assert report["mfu"] is None and report["peak_mem_gib"] is None
+    model = [c for c in report["comparisons"] if c["kind"] == "model"]
+    assert [c["step"] for c in model] == [0, 2] and all(c["loss_diff"] <= 1e-6 for c in model)
+
+
+@needs_compiler
+def test_check_cpu_fails_on_a_recompile_and_says_why(tmp_path, capsys):
+    text = BASELINE.read_text()
+    old = "            u = self.newton_schulz(u) * "
+    assert text.count(old) == 1
+    path = tmp_path / "train_gpt_simple.py"  # a step counter passed into the compiled function: new graphs every step
+    path.write_text(text.replace(old, "            self.t = getattr(self, 't', 0) + 1\n"
+                                      "            u = self.newton_schulz(u, steps=12 + self.t % 2) * "))
+    assert speed.main([str(path), "--check", "--cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "  FAIL  recompiles  3 new graph(s) in train step 1: newton_schulz (train_gpt_simple.py:" in out
+    assert out.rstrip().splitlines()[-2] == "FAIL:" and "recompiles: 3 new graph(s)" in out.rstrip().splitlines()[-1]
+
+
+def test_check_refuses_bad_arguments(tmp_path):
+    for argv, message in (([str(tmp_path / "none.py"), "--check", "--cpu"], "no such file"),
+                          (["--check", "--memory"], "choose one"), (["--cpu", "--steps", "0"], "at least 1")):
+        out = subprocess.run([sys.executable, "-m", "tools.speed", *argv], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 2 and message in out.stderr, (argv, out.stderr)
+
+
+def _saved_by_autograd(fn, *args):
+    """Bytes of every distinct storage autograd keeps for the backward of fn(*args), run for real."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return sum(seen.values())
+
+
+@needs_compiler
+def test_memory_plan_counts_exactly_what_the_compiled_model_saves():
+    module = tiny.load_script(str(BASELINE), "memory_plan_test")
+    sizes = dict(vocab_size=128, num_layers=2, model_dim=16, seq_len=16)
+    plans = {s: speed.compiled_step_memory(module, s, **sizes) for s in (1, 2)}
+    module.compile_on_cpu = True
+    torch._dynamo.reset()
+    real = {}
+    for s in (1, 2):  # the script's own compiled model, run, with a hook on what autograd saves
+        model = module.compiled(module.GPT(128, 2, 16), torch.device("cpu"))
+        x = torch.zeros(s, 16, dtype=torch.int32)
+        real[s] = _saved_by_autograd(model, x, x.long())
+    assert {s: p["saved_all"] for s, p in plans.items()} == real
+    # per sequence, all of it is made by the forward (the inputs, 4 + 8 bytes a token, are the loader's)
+    assert plans[2]["saved"] - plans[1]["saved"] == real[2] - real[1] - 16 * 12
+    for p in plans.values():
+        assert p["backward_peak"] > p["saved"] > 0 and p["forward_peak"] >= p["saved"]
+
+
+def test_fixed_memory_of_the_baseline_at_full_size():
+    module = tiny.load_script(str(BASELINE), "fixed_memory_test")
+    fixed = speed.fixed_memory(module)
+    V, L, D = 50304, 12, 768
+    embed, head = V * D * 2, (V * D + V) * 4  # the embedding is bfloat16
+    matrices = L * (4 * D * D + 2 * 4 * D * D) * 4
+    vectors = (L * (4 * D + 4 * D + D + 2 * D) + 2 * D) * 4  # biases of q, k, v, proj, fc, proj; gains
+    assert fixed["weights"] == fixed["gradients"] == embed + head + matrices + vectors
+    # AdamW keeps two moments of the embedding, the head and the vectors; Muon one momentum per matrix
+    assert fixed["optimizer_state"] == 2 * (embed + head + vectors) + matrices
+
+
+def test_memory_report_arithmetic(monkeypatch):
+    module = tiny.load_script(str(BASELINE), "memory_report_test")
+    fake = {1: dict(saved=600 * speed.MIB, saved_all=700 * speed.MIB, forward_peak=610 * speed.MIB,
+                    backward_peak=900 * speed.MIB),
+            2: dict(saved=1000 * speed.MIB, saved_all=1100 * speed.MIB, forward_peak=1010 * speed.MIB,
+                    backward_peak=1600 * speed.MIB)}
+    monkeypatch.setattr(speed, "compiled_step_memory", lambda module, seqs: fake[seqs])
+    monkeypatch.setattr(speed, "fixed_memory", lambda module: dict(weights=speed.GIB, gradients=speed.GIB,
+                                                                   optimizer_state=0))
+    rep = speed.memory_report(module)
+    assert rep["per_seq_mib"] == dict(saved=400.0, saved_all=400.0, forward_peak=400.0, backward_peak=700.0)
+    assert rep["per_microbatch_mib"]["backward_peak"] == 200.0
+    # 2 GiB fixed + 200 MiB + 64 x 700 MiB
+    assert rep["predicted_peak_gib"][64] == round(2 + (200 + 64 * 700) / 1024, 2)
+    assert rep["floor_peak_gib"][8] == round(2 + (200 + 8 * 400) / 1024, 2)
+    usable80 = (79.1 - speed.CUDA_CONTEXT_GIB) * speed.ALLOCATOR_MARGIN  # 70.65 GiB: 64 x 0.68 + 2.2 = 46 fits
+    assert rep["predicted_peak_gib"][64] <= usable80
+    fits = rep["largest_micro_that_fits"]
+    assert fits["80 GB (H100, A100 80GB)"] == 64 and fits["40 GB (A100 40GB)"] == 32
+    assert fits["24 GB (RTX 3090/4090, A10, L4)"] == 16 and fits["16 GB (A4000, V100 16GB)"] == 16
+
+
+def test_gpu_check_markov_data_has_the_entropy_it_claims():
+    from tools import gpu_check
+    successor = gpu_check.markov_table(128)
+    tokens = gpu_check.markov_tokens(successor, 200_000, seed=1).astype(int)
+    assert tokens.dtype.kind == "i" and len(tokens) == 200_000 and tokens.max() < 128
+    # every transition inside a walk is one of the 4 successors; walks are >= 4096 tokens, so few others
+    ok = (successor[tokens[:-1]] == tokens[1:, None]).any(axis=1)
+    assert ok.mean() > 1 - 64 / 200_000 and ok.sum() < len(ok)
+    # the empirical conditional entropy of the next token given this one matches the computed rate
+    pairs = np.zeros((128, 128))
+    np.add.at(pairs, (tokens[:-1][ok], tokens[1:][ok]), 1)
+    cond = pairs / pairs.sum(1, keepdims=True)
+    empirical = -(pairs * np.log(np.where(cond > 0, cond, 1))).sum() / pairs.sum()
+    rate = gpu_check.entropy_rate(successor, tokens)
+    assert abs(empirical - rate) < 0.01 and 1.0 < rate <= 1.2130  # 1.75 bits = 1.2130 nats without collisions
+
+
+def test_gpu_check_ms_per_step_uses_the_window_or_what_ran():
+    from tools import gpu_check
+    ends = {k: 10.0 + 0.5 * k for k in range(130)}  # 500 ms per step
+    assert gpu_check.ms_per_step(ends) == (500.0, 25, 124)
+    cut = {k: v for k, v in ends.items() if k <= 60}  # a run stopped at step 60
+    assert gpu_check.ms_per_step(cut) == (500.0, 25, 60)
+    assert gpu_check.ms_per_step({k: v for k, v in ends.items() if k < 24}) == (None, None, None)
+
+
+def test_gpu_check_patches_the_public_loop_end_or_says_it_changed():
+    from tools import gpu_check
+    text = ("val_tokens = 20 * 524288\n"
+            "        if step == train_steps:\n            break\n")
+    patched = gpu_check.patch_public(text, 125, 2097152, rehearse=False)
+    assert "if step == train_steps or step == 125:" in patched and "val_tokens = 2097152" in patched
+    with pytest.raises(ValueError, match="the public script changed: expected one loop end"):
+        gpu_check.patch_public("val_tokens = 20 * 524288\n", 125, 2097152, rehearse=False)

@@ -185,6 +185,11 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
     return (X.mT if G.size(-2) > G.size(-1) else X).reshape(G.shape)
 
 
+def compiled(fn, device):
+    """torch.compile(fn) as one static graph (a graph break is an error) on CUDA, or on any device if compile_on_cpu."""
+    return torch.compile(fn, dynamic=False, fullgraph=True) if device.type == "cuda" or compile_on_cpu else fn
+
+
 class Muon(torch.optim.Optimizer):
     """Momentum (Nesterov) whose update is orthogonalized by Newton-Schulz.
 
@@ -209,7 +214,7 @@ class Muon(torch.optim.Optimizer):
             for i, p in enumerate(P):
                 self.owner[p], self.offset[p] = i // per_rank, self.part + i % per_rank * p.numel()
             self.part += per_rank * P[0].numel()
-        self.newton_schulz = torch.compile(newton_schulz) if params[0].is_cuda else newton_schulz
+        self.newton_schulz = compiled(newton_schulz, params[0].device)
 
     def places(self, flat):  # every parameter's matrix in a (world_size, part) buffer
         return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
@@ -249,6 +254,7 @@ batch_size = 8 * 64 * 1024  # tokens per step, split over ranks and microbatches
 seq_len = 1024
 val_tokens = 20 * 524288
 device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
+compile_on_cpu = False  # True: compile on CPU too, as on CUDA (tools.compile_check does, to find graph breaks)
 micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
 log_dir = "logs"
 checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<log name>.pt
@@ -602,7 +608,7 @@ def main(num_trials=1):
             log(run, "=" * 100, echo=False)
         with torch.device(device):
             run.raw_model = GPT(vocab_size, num_layers, model_dim)
-        run.model = torch.compile(run.raw_model) if device.type == "cuda" else run.raw_model
+        run.model = compiled(run.raw_model, device)
         run.val_inputs, run.val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size,
                                                                           seq_len, device))
         seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")

@@ -256,6 +256,11 @@ def refreshed_basis(G, Q):
     return torch.linalg.qr(GQ.gather(-1, order[:, None, :].expand_as(GQ))).Q, order
 
 
+def compiled(fn, device):
+    """torch.compile(fn) as one static graph (a graph break is an error) on CUDA, or on any device if compile_on_cpu."""
+    return torch.compile(fn, dynamic=False, fullgraph=True) if device.type == "cuda" or compile_on_cpu else fn
+
+
 class Muon(torch.optim.Optimizer):
     """Record #46's Muon, for the hidden matrices (named: the trust gate and the blend depend on the name).
 
@@ -295,9 +300,9 @@ class Muon(torch.optim.Optimizer):
             P = [p for p in P if self.owner[p] == self.rank]  # this rank's matrices of the stack, with their kinds
             kinds = [[p in self.attn for p in P], [p in self.gated for p in P]]
             self.mine.append((P, *(torch.tensor(k, device=P[0].device) if any(k) else None for k in kinds)))
-        cuda = named[0][1].is_cuda
-        self.newton_schulz = torch.compile(newton_schulz) if cuda else newton_schulz
-        self.brake_and_floor = torch.compile(brake_and_floor) if cuda else brake_and_floor
+        device = named[0][1].device
+        self.newton_schulz = compiled(newton_schulz, device)
+        self.brake_and_floor = compiled(brake_and_floor, device)
 
     def places(self, flat):  # every parameter's matrix in a (world_size, part) buffer
         return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
@@ -403,6 +408,7 @@ batch_size = 8 * 64 * 1024  # tokens per step, split over ranks and microbatches
 seq_len = 1024
 val_tokens = 20 * 524288
 device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
+compile_on_cpu = False  # True: compile on CPU too, as on CUDA (tools.compile_check does, to find graph breaks)
 micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
 log_dir = "logs"
 checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<log name>.pt
@@ -840,7 +846,7 @@ def main(num_trials=1):
             log(run, "=" * 100, echo=False)
         with torch.device(device):
             run.raw_model = GPT(vocab_size, num_layers, model_dim)
-        run.model = torch.compile(run.raw_model) if device.type == "cuda" else run.raw_model
+        run.model = compiled(run.raw_model, device)
         run.val_inputs, run.val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size,
                                                                           seq_len, device))
         seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
