@@ -596,11 +596,11 @@ def check_launch(world_size):
 
 
 def choose_micro_batch(device, seqs_per_rank):
-    """micro_batch_seqs, or by GPU memory: 64 sequences on 80 GB GPUs (~1 GB per sequence, see README)."""
+    """micro_batch_seqs, or the largest that fits the GPU: peak ~ 2.2 + 0.42 GiB per sequence (README, Memory)."""
     micro = micro_batch_seqs
     if micro is None:
         gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
-        micro = 64 if gib >= 70 else 32 if gib >= 35 else 16 if gib >= 18 else 8
+        micro = 64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8
     return math.gcd(micro, seqs_per_rank)
 
 
