@@ -1,5 +1,5 @@
-"""Instruments for tools.tiny.run used by test_checkpoint.py (module level, so spawned ranks can
-unpickle them; bind arguments with functools.partial).
+"""Instruments for tools.tiny.run used by test_checkpoint.py (module level, so that ranks started with
+"spawn" can unpickle them too; bind arguments with functools.partial).
 
 An instrument is called as instrument(module, result) in every rank before main(); `result` (a
 picklable dict) comes back to the test.

@@ -1,4 +1,4 @@
-"""Shared pytest setup: the repo root and tests/ on sys.path (spawned ranks inherit sys.path)."""
+"""Shared pytest setup: the repo root and tests/ on sys.path (rank processes, forked by default or spawned, inherit sys.path)."""
 import os
 import sys
 

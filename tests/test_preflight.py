@@ -1,22 +1,25 @@
-"""tools.preflight: the baseline passes; each deliberately broken copy fails its check and only that one.
+"""tools.preflight end to end: the baseline and the frontier's loop changes pass; each deliberately broken copy
+(tests/preflight_copies.py) fails its check and only that one; bad input gets one clear line.
 
-The runs use --steps 30 (baseline) and 12 (broken copies); the default (every one of the script's
-3250 steps) takes over a minute on a 2-core CPU and is left to the command line.
+The runs use --steps 250 (the baseline: its val steps pin the cadence threshold 0.9) and 12 (everything else);
+the default (every one of the script's 3250 steps) is left to the command line. The judging code has fast unit
+tests of its own in test_preflight_judging.py.
 """
-import ast
+import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import preflight_copies as pc
+from tools import logs as logtools
 from tools import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "train_gpt_simple.py"
-STEPS = 12  # the broken copies: past the step-5 faults below, and 2 val points
+STEPS = 12  # the copies: past the faults below, late runs at steps 8-12, val at 0 and 12 (the frontier: 9-12)
 
 
 def statuses(info):
@@ -27,83 +30,185 @@ def failed(info):
     return [c["id"] for c in info["checks"] if c["status"] == "FAIL"]
 
 
-def broken_copy(tmp_path, old, new, count=1):
-    text = BASELINE.read_text()
-    assert text.count(old) == count, f"substitution target {old!r} found {text.count(old)} times"
-    path = tmp_path / "train_gpt_simple.py"
-    path.write_text(text.replace(old, new))
-    return path
+def detail(info, check):
+    return next(c["detail"] for c in info["checks"] if c["id"] == check)
 
 
-def test_baseline_passes_and_cli_json(capsys):
-    code = preflight.main([str(BASELINE), "--steps", "30", "--json"])
+def lr_multiplier(step, train_steps):  # RULES 5, written out
+    x = step / train_steps
+    return 1.0 if x < 0.3 else (1 - x) / 0.7
+
+
+def test_baseline_passes_with_json_table_and_kept_logs(capsys, tmp_path):
+    keep = tmp_path / "kept"
+    code = preflight.main([str(BASELINE), "--steps", "250", "--json", "--keep-logs", str(keep)])
     info = json.loads(capsys.readouterr().out)
     assert code == 0, preflight.format_report(info)
-    assert info["ok"] and info["train_steps"] == 30 and info["steps_source"] == "--steps"
     assert set(statuses(info).values()) == {"PASS"}, preflight.format_report(info)
-    assert [r["train_steps"] for r in info["runs"]] == [30, 10] and all(r["completed"] for r in info["runs"])
+    assert info["ok"] and info["train_steps"] == 250 and info["steps_source"] == "--steps"
+    assert info["sha256"] == hashlib.sha256(BASELINE.read_bytes()).hexdigest()
+    assert [r["label"] for r in info["runs"]] == ["short", "short_stop", "short_resume", "long", "long_resume", "ranks",
+                                                   "tail", "tail_resume"]
+    assert all(r["completed"] for r in info["runs"]) and info["skipped_runs"] == {}
+    # RULES 6.1 at 250 steps: 225 = 0.9 * 250 validates only with the threshold exactly 0.9 and '<' (with 0.91, or
+    # '<=', it would not); the long run's log must hold exactly these steps
+    assert info["val_steps"] == [0, 125, 225, 250]
+    assert "4 val steps per trial, the cadence of RULES 6.1" in detail(info, "log_format")
+    assert info["plan"] == dict(n=10, k=5, a=238, b1=240, b=240, c=242)
+    # the table: every group's hyperparameters at 0, 0.3, 0.7, 0.9 and 1.0 of the steps, the schedule's own numbers
+    table = info["hparams"]
+    assert table["steps"] == [0, 75, 175, 225, 249]
+    rows = {(r["optimizer"], tuple(r["groups"]), r["key"]): r["values"] for r in table["rows"]}
+    assert rows[("0 Muon", (0, 1, 2), "lr")] == [0.025 * lr_multiplier(s, 250) for s in table["steps"]]
+    assert rows[("1 AdamW", (0,), "lr")] == [0.7 * lr_multiplier(s, 250) for s in table["steps"]]
+    assert rows[("0 Muon", (0, 1, 2), "mu")] == [0.95] * 5
+    assert rows[("1 AdamW", (0, 1, 2), "betas[1]")] == [0.95] * 5
+    assert len(rows) == 14
     text = preflight.format_report(info)
-    assert "PASS: all 16 checks" in text and "Wall time" in text and "--steps overrode train_steps" in text
+    assert "PASS: all 19 checks" in text and "Wall time" in text and "--steps overrode train_steps" in text
+    assert "0 Muon        0-2     lr                    0.025      0.025" in text
+    # --keep-logs: every run's log, readable by the analysis tools
+    kept = sorted(str(Path(p).relative_to(keep).parent) for p in info["kept_logs"])
+    assert kept == sorted(r["label"] for r in info["runs"]), kept
+    long_log = next(Path(p) for p in info["kept_logs"] if Path(p).parent.name == "long")
+    parsed = logtools.parse_file(str(long_log))
+    assert [p.step for p in parsed.trials[0].points] == [0, 125, 225, 250] and len(parsed.trials) == 1
 
 
-BROKEN = {
-    "architecture": ("vocab_size, num_layers, model_dim = 50304, 12, 768",
-                     "vocab_size, num_layers, model_dim = 50304, 12, 1024"),
-    "one_pass": ("                    loss.backward()\n",  # a second forward and backward over each microbatch
-                 "                    loss.backward()\n"
-                 "                    model(inputs[i:i + micro], targets[i:i + micro]).backward()\n"),
-    "constants": ("val_tokens = 20 * 524288", "val_tokens = 10 * 524288"),
-    "imports": ("import uuid\n", "import uuid\nimport numpy\n"),
-    "run": ("        params = list(self.offset)\n",
-            "        params = list(self.offset)\n        self.calls = getattr(self, 'calls', 0) + 1\n"
-            "        if self.calls > 5:\n            raise RuntimeError('preflight test: the optimizer fails at step 5')\n"),
-    "run@0": ("        params = list(self.offset)\n",  # before any parameter could change: updates must not be judged
-              "        raise RuntimeError('preflight test: the optimizer fails at step 0')\n"),
-    "optimizers": ("                              dict(params=[model.proj.weight], lr=0.004),\n", ""),
-    "finite": ("                    loss = model(inputs[i:i + micro], targets[i:i + micro])\n",
-               "                    loss = model(inputs[i:i + micro], targets[i:i + micro])"
-               " * (float('nan') if step >= 5 else 1.0)\n"),
-    "ranks": ("                            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
-              "                            pass  # the summed gradients of biases and gains never reach .grad\n"),
-    "lr": ("    return 1.0 if x < 0.3 else (1 - x) / 0.7\n",  # a typo: below 0 in the last 10% of the steps
-           "    return 1.0 if x < 0.3 else (0.9 - x) / 0.7\n"),
+@pytest.fixture
+def copies(tmp_path):
+    return tmp_path
+
+
+def run_copy(directory, name, substitutions=(), extension=None):
+    path = pc.write(directory, name, substitutions, extension)
+    return path, preflight.preflight(str(path), steps=STEPS)
+
+
+def test_frontier_passes(copies):
+    path, info = run_copy(copies, "frontier", (), pc.FRONTIER)
+    assert failed(info) == [] and "SKIP" not in statuses(info).values(), preflight.format_report(info)
+    assert info["val_steps"] == [9, 10, 11, 12]  # no step 0: the script's own is_val_step
+    assert "drops 0" in detail(info, "log_format")
+    rows = {(r["optimizer"], tuple(r["groups"]), r["key"]): r["values"] for r in info["hparams"]["rows"]}
+    steps = info["hparams"]["steps"]
+    assert steps == [0, 4, 8, 11]  # 0.3 * 12 = 3.6 -> 4; 0.9 and 1.0 both give the last step, 11
+    assert rows[("0 Muon", (0, 1, 2), "mu")] == [0.85 + 0.10 * min(1.0, 3 * s / 12) for s in steps]
+    assert "resumed at step 8" in detail(info, "resume") and "2 ranks, late" in detail(info, "resume")
+
+
+EXPECTED_DETAIL = {  # what each failing check must name
+    "run": ["preflight test: the optimizer fails at step 5", "raise RuntimeError"],
+    "run@0": ["preflight test: the optimizer fails at step 0", "raise RuntimeError"],
+    "finite": ["first non-finite tensors", "momentum_buffer of blocks.0.attn.q.weight", "optimizer 0 (Muon) state"],
+    "optimizers": ["in no optimizer: proj.weight"],
+    "gradients": ["no gradient at an optimizer step: proj.weight"],
+    "updates": ["never changed: proj.weight"],
+    "ranks": ["the ranks end with different parameters", "bias", "gains"],
+    "ranks@state": ["the ranks end with different the extension points' `state`: state['seen']"],
+    "lr": ["long run: optimizer 0 (Muon) lr = ", "at step 11 of trial 1", ": negative"],
+    "hparams": ["long run: optimizer 0 (Muon) mu = 1 at step 9 of trial 1 in groups 0-2",
+                "a momentum or beta at or above 1"],
+    "weights": ["short trial 1, step 7: readouts changed embed.weight"],
+    "weights@set_hparams": ["between before_forward and the optimizers' step", "changed blocks.0"],
+    "resume": ["optimizer 0 (Muon) attributes (not in a checkpoint): momenta[blocks.0.attn.q.weight]",
+               "1 rank, stopped by SIGTERM at step 5", "2 ranks, late, resumed at step 10"],
+    "resume@global": ["module globals (not in a checkpoint): MOMENTA[blocks.0.attn.q.weight]"],
+    "resume@ema": ["module globals (not in a checkpoint): EMA[i] (33 entries)", "val_ema_loss",
+                   "right after the restore at step 5, already different (lost at the resume)",
+                   "1 rank, late, resumed at step 8"],
+    "resume@signal": ["SIGTERM during step 3 did not stop short_stop with a checkpoint at step 5"],
+    "architecture": ["GPT(50304, 12, 1024) vs the baseline's GPT(50304, 12, 768)"],
+    "data": ["rank 1 of 2", "yields other tokens than the baseline's"],
+    "constants": ["val_tokens = 5242880 (baseline 10485760)"],
+    "one_pass": ["2 training forwards and 4 backwards (expected 2 each)"],
+    "imports": ["import numpy"],
+    "log_script": ["the log does not start with the script's exact text"],
+    "log_format": ["a val line not in the layout of RULES 6.2", "val loss:"],
+    "log_format@missing": ["validates at steps other than the script's is_val_step says: missing 0"],
+    "hardcoded": ["os.environ.get() reads 'MUON_LR'"],
 }
 
 
-@pytest.mark.parametrize("check", list(BROKEN))
-def test_broken_copy_fails_only_its_check(tmp_path, check):
-    path = broken_copy(tmp_path, *BROKEN[check])
+@pytest.mark.parametrize("name", [n for n in pc.BROKEN if not n.startswith("load")])
+def test_broken_copy_fails_only_its_check(copies, name):
+    path = pc.broken(copies, name)
     info = preflight.preflight(str(path), steps=STEPS)
     report = preflight.format_report(info)
-    check = check.split("@")[0]
+    check = name.split("@")[0]
     assert failed(info) == [check], report
-    assert not info["ok"]
-    assert all(status in ("PASS", "SKIP") for cid, status in statuses(info).items() if cid != check), report
-    if check != "run":  # the script ran to its end: everything else had its evidence
+    assert not info["ok"] and "instrument_error" not in info, report
+    if check != "run":  # the script ran to its end: every other check had its evidence
         assert [cid for cid, s in statuses(info).items() if s == "SKIP"] == [], report
+    text = detail(info, check)
+    for part in EXPECTED_DETAIL[name]:
+        assert part in text, (part, text)
     if check == "run":
-        detail = next(c["detail"] for c in info["checks"] if c["id"] == "run")
-        assert "preflight test: the optimizer fails at step" in detail and str(path) in detail, detail
-        assert "raise RuntimeError" in detail  # the script's own line
-    if check == "ranks":
-        detail = next(c["detail"] for c in info["checks"] if c["id"] == "ranks")
-        assert "the ranks end with different" in detail and "bias" in detail and "gains" in detail, detail
-    if check == "optimizers":
-        assert "proj.weight" in next(c["detail"] for c in info["checks"] if c["id"] == "optimizers")
+        assert str(path) in text
 
 
-def test_hang_is_killed_and_reported(tmp_path, monkeypatch):
-    """A rank that never returns (here: only in the 2-rank run) is killed at the deadline, not waited for."""
-    path = broken_copy(tmp_path, "                inputs, targets = next(train_loader)\n",
-                       "                if world_size > 1 and step == 3:\n                    time.sleep(600)\n"
-                       "                inputs, targets = next(train_loader)\n")
-    monkeypatch.setattr(preflight, "TIMEOUT_BASE_S", 10)
+def test_every_check_has_a_broken_copy():
+    assert {name.split("@")[0] for name in pc.BROKEN} == {cid for cid, *_ in preflight.CHECKS}
+    assert set(EXPECTED_DETAIL) == {n for n in pc.BROKEN if not n.startswith("load")}
+
+
+def test_whole_batch_on_every_rank_fails_data_and_one_pass(copies):
+    """Every rank taking the whole batch: another stream on 2 ranks, and twice the forwards per step."""
+    path, info = run_copy(copies, "whole_batch", [("        buf = tokens[pos + rank * local:][:local + 1]",
+                                                   "        buf = tokens[pos:][:batch_size + 1]")])
+    assert failed(info) == ["data", "one_pass"], preflight.format_report(info)
+    assert "4 training forwards and 4 backwards (expected 2 each)" in detail(info, "one_pass")
+
+
+def test_training_on_val_batches_fails_data_saying_so(copies):
+    """A step that trains on the val set's sequences instead of its batch (issue: data passed, only one_pass
+    failed, with a message that contradicted itself): `data` says training read the val shard."""
+    path, info = run_copy(copies, "val_in_training", [(
+        "        inputs, targets = next(train_loader)\n",
+        "        inputs, targets = next(train_loader)\n"
+        "        inputs, targets = run.val_inputs[:len(inputs)], run.val_targets[:len(inputs)]\n")])
+    report = preflight.format_report(info)
+    assert "data" in failed(info) and "instrument_error" not in info, report
+    assert "training read the val shard: trial 1 step 0 on rank 0 trained on 8 of the val set's sequences" in \
+        detail(info, "data"), report
+
+
+def test_train_stream_from_the_val_files_fails_data_saying_so(copies):
+    """The train loader pointed at the val files: `data` names it, and the preflight's own code does not fail."""
+    path, info = run_copy(copies, "val_loader", [(
+        "    train_loader = distributed_data_generator(train_files, batch_size,",
+        "    train_loader = distributed_data_generator(val_files, batch_size,")])
+    report = preflight.format_report(info)
+    assert "data" in failed(info) and "instrument_error" not in info, report
+    assert "training read the val shard" in detail(info, "data"), report
+
+
+def test_compile_flag_runs_the_compile_check_and_fails_a_graph_break(copies):
+    """--compile: the script's own compile calls on the CPU; a graph break (a print in the forward) fails it."""
+    path = pc.write(copies, "graph_break", [("        x = self.norm1(self.embed(inputs))\n",
+                                             "        x = self.norm1(self.embed(inputs))\n        print('x', x.shape)\n")])
+    info = preflight.preflight(str(path), steps=STEPS, compile=True)
+    report = preflight.format_report(info)
+    assert failed(info) == [] and not info["ok"], report  # every other check passes; the compile check fails
+    assert info["compile"]["status"] == "FAIL" and "FAIL  compile      graph break" in report, report
+    assert "FAIL: the compile check (the other 19 checks pass). Wall time" in report, report
+
+
+def test_hang_is_killed_and_reported(copies, monkeypatch):
+    """A rank that never returns (here: in the 2-rank run from scratch) is killed at the deadline, not waited for."""
+    monkeypatch.setattr(preflight, "TIMEOUT_BASE_S", 5)
     monkeypatch.setattr(preflight, "TIMEOUT_PER_STEP_S", 0)
-    info = preflight.preflight(str(path), steps=STEPS)
+    path, info = run_copy(copies, "hang", [("        inputs, targets = next(train_loader)\n",
+                                            "        if run.world_size > 1 and step == 3 and trial == 0:\n"
+                                            "            time.sleep(600)\n"
+                                            "        inputs, targets = next(train_loader)\n")])
     assert failed(info) == ["run"], preflight.format_report(info)
-    assert "did not finish within 10 s" in info["checks"][1]["detail"]
-    assert info["wall_s"] < 60
+    assert "ranks (2 trials x 10 steps on 2 ranks): rank 0 failed" in detail(info, "run")
+    assert "did not finish within 5 s" in detail(info, "run")
+    assert info["wall_s"] < 120
 
+
+# bad input: one clear line, exit 1 (the script is wrong) or 2 (no such file, a bad argument)
 
 def test_missing_names_fail_cleanly(tmp_path, capsys):
     path = tmp_path / "train.py"
@@ -111,14 +216,52 @@ def test_missing_names_fail_cleanly(tmp_path, capsys):
     assert preflight.main([str(path)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  load" in out and "lacks GPT" in out and "Traceback" not in out
-    assert "FAIL: 1 of 16 checks (load)" in out
+    assert "FAIL: 1 of 19 checks (load)" in out
+
+
+def test_missing_extension_points_fail_cleanly(tmp_path):
+    text = pc.text().replace("def readouts(step, model, val_loss, evaluate, state):", "def readout_values(step, model, "
+                                                                                      "val_loss, evaluate, state):")
+    path = tmp_path / "old.py"
+    path.write_text(text)
+    info = preflight.preflight(str(path))
+    assert failed(info) == ["load"]
+    assert "lacks readouts: the preflight watches the script through these names" in detail(info, "load")
 
 
 def test_syntax_error_fails_cleanly(tmp_path):
-    path = broken_copy(tmp_path, "def init_params(model):", "def init_params(model)")
-    info = preflight.preflight(str(path))
+    info = preflight.preflight(str(pc.broken(tmp_path, "load@syntax")))
     assert failed(info) == ["load"]
-    assert "syntax error at line" in info["checks"][0]["detail"]
+    assert "syntax error at line" in detail(info, "load")
+
+
+PUBLIC_FORMAT = '''import argparse
+import os
+import torch
+import torch.distributed as dist
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+dist.init_process_group(backend="nccl")
+model = torch.nn.Linear(2, 2).cuda()
+for step in range(10):
+    model(torch.randn(2, 2).cuda()).sum().backward()
+'''
+
+
+def test_public_repo_format_gets_what_to_change(tmp_path, capsys):
+    """A script that parses flags and trains at import (the public repo's format) is not imported: one message."""
+    path = tmp_path / "train_gpt.py"
+    path.write_text(PUBLIC_FORMAT)
+    assert preflight.main([str(path), "--steps", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and "usage:" not in out
+    line = next(line for line in out.splitlines() if "public repo's format" in line)
+    assert "line 8: parses the command line (parser.parse_args)" in line
+    assert "line 9: starts distributed or CUDA work (dist.init_process_group)" in line and "no main(num_trials)" in line
+    assert "python -m tools.new" in line and "Writing an approach" in line and "SEED=" in line
+    assert "FAIL  hardcoded" in out  # argparse is also a hard-coding problem
 
 
 def test_nonexistent_path_via_module_entry_point(tmp_path):
@@ -129,45 +272,16 @@ def test_nonexistent_path_via_module_entry_point(tmp_path):
     assert "FAIL  load" in proc.stdout and "No such file" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
-# static checks, on source text only (fast)
-
-def hardcoded(src):
-    return preflight.check_hardcoded(ast.parse(src))
-
-
-def test_hardcoded_allows_the_baseline_idioms():
-    assert hardcoded(BASELINE.read_text()) == []
-    assert hardcoded("import os\nos.environ['CUDA_LAUNCH_BLOCKING'] = '1'\nos.environ.setdefault('NCCL_X', '1')\n") == []
-    assert hardcoded("from os import environ as E\nx = E.get('LOCAL_RANK')\n") == []
-
-
-@pytest.mark.parametrize("src", [
-    "import argparse\n",
-    "from click import command\n",
-    "import sys\nlr = float(sys.argv[1])\n",
-    "import sys\nargs = sys.argv[1:]\n",
-    "from sys import argv\nlr = argv[2]\n",
-    "import os\nlr = float(os.environ.get('LR', '0.02'))\n",
-    "import os as o\nlr = o.environ['LR']\n",
-    "import os\nlr = os.getenv('LR')\n",
-    "import os\nk = 'LR'\nlr = os.environ[k]\n",
-    "import os\nif 'WARMUP' in os.environ: pass\n",
-    "import os\nenv = dict(os.environ)\n",
+@pytest.mark.parametrize("args,message", [
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--keep-logs", "FILE"], "a file is there; give a directory"),
 ])
-def test_hardcoded_flags(src):
-    assert hardcoded(src), src
-
-
-def test_imports_scan():
-    ok = ("import os, math\nimport torch.nn as nn\nfrom torch import optim\nimport triton.language as tl\n"
-          "from __future__ import annotations\n")
-    assert preflight.check_imports(ast.parse(ok)) == []
-    for src in ["import numpy\n", "from lion_pytorch import Lion\n", "import importlib\nimportlib.import_module('scipy')\n",
-                "__import__('numpy')\n", "import importlib\nimportlib.import_module(name)\n", "from . import helper\n",
-                "import runpy\nrunpy.run_path('opt.py')\n"]:
-        assert preflight.check_imports(ast.parse(src)), src
-
-
-def test_script_val_lines():
-    assert preflight.script_val_lines(BASELINE.read_text()) == []
-    assert preflight.script_val_lines("# e.g. step:125/3250 val_loss:4.585\nx = 1\n") != []
+def test_bad_arguments_exit_2_before_running(tmp_path, capsys, args, message):
+    file = tmp_path / "a_file"
+    file.write_text("x")
+    args = [str(file) if a == "FILE" else a for a in args]
+    with pytest.raises(SystemExit) as e:
+        preflight.main([str(BASELINE)] + args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+    assert file.read_text() == "x"

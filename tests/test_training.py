@@ -28,7 +28,7 @@ SEED = 1234
 
 
 def spec_val_steps(train_steps):
-    """SPEC section 6: step 0, every 125 while step/train_steps < 0.9, every 25 after, and the last."""
+    """RULES.md 6.1: step 0, every 125 while step/train_steps < 0.9, every 25 after, and the last."""
     steps = []
     for s in range(train_steps + 1):
         every = 125 if s / train_steps < 0.9 else 25
@@ -143,7 +143,7 @@ def test_make_optimizers_groups():
 def test_lr_multiplier(step, by_hand):
     assert tgs.train_steps == 3250
     x = step / 3250
-    formula = 1.0 if x < 0.3 else (1 - x) / 0.7  # SPEC section 5
+    formula = 1.0 if x < 0.3 else (1 - x) / 0.7  # RULES.md 5.6
     assert formula == pytest.approx(by_hand, abs=1e-12)
     assert tgs.lr_multiplier(step) == pytest.approx(formula, abs=1e-12)
 
@@ -320,7 +320,7 @@ def test_world_size_equivalence(world_runs, world_size):
 
 
 def expected_owners(params, world_size):
-    """SPEC/Muon docstring: block matrices grouped by shape (sorted), rank r owns the r-th
+    """The Muon docstring: block matrices grouped by shape (sorted), rank r owns the r-th
     contiguous ceil(n/W) of each group."""
     names = [n for n, p in params.items() if n.startswith("blocks.") and p.ndim == 2]
     owners = {}

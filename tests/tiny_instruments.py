@@ -1,8 +1,8 @@
 """`instrument` functions for tools.tiny.run, used by tests/test_training.py.
 
-They live at module level in an importable module because tools.tiny.run pickles them into
-spawned rank processes (which inherit sys.path, where conftest.py put tests/). Each receives
-the freshly imported training script as `module` and a picklable dict `result` that comes back.
+They live at module level in an importable module, so that they also work in ranks started with
+"spawn" (tools.tiny.run pickles them then; its default, "fork", inherits them). Each receives the
+freshly imported training script as `module` and a picklable dict `result` that comes back.
 """
 import functools
 import os
@@ -12,7 +12,7 @@ import torch
 
 
 def watchdog(seconds=180):
-    """In a spawned rank: exit hard after `seconds`, so a collective that hangs fails the test."""
+    """In a rank process: exit hard after `seconds`, so a collective that hangs fails the test."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         timer = threading.Timer(seconds, os._exit, args=(97,))
         timer.daemon = True

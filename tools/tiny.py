@@ -37,9 +37,10 @@ def load_script(path, module_name="user_train_gpt"):
         raise ScriptError(f"{path}: no such file")
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # torch.compile (dynamo) looks the module up by name
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # SystemExit: e.g. argparse rejecting the caller's command line
         raise ScriptError(f"{path}: importing it failed:\n{traceback.format_exc()}") from e
     missing = [name for name in REQUIRED if not hasattr(module, name)]
     if missing:
@@ -89,24 +90,26 @@ def _worker(rank, world_size, port, script, overrides, num_trials, instrument, o
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-def run(script, world_size, overrides, num_trials=1, instrument=None, env=None, start_method="spawn", timeout=None):
+def run(script, world_size, overrides, num_trials=1, instrument=None, env=None, start_method="fork", timeout=None):
     """Run `script`'s main() in `world_size` gloo processes with module attributes `overrides`.
 
     `instrument(module, result)` runs in every process before main(); whatever it puts into the
     dict `result` (picklable) comes back. Returns the list of per-rank result dicts; each has
     "error" (None, or the exception and traceback).
 
-    start_method "fork" starts the processes in well under a second from a parent that has already
-    imported (and warmed up) torch; "spawn" re-imports everything (seconds per process). With
-    `timeout` (seconds), processes still running then are killed, and a rank that died or was
-    killed comes back as a result whose "error" says so, instead of raising.
+    One rank without `timeout` runs in this process. Otherwise the ranks are processes: "fork"
+    (the default) starts them in well under a second from a parent that has already imported
+    torch, and they inherit everything the parent has (instruments need not be picklable);
+    "spawn" re-imports everything (seconds per process) and pickles `instrument`. With `timeout`
+    (seconds), processes still running then are killed, and a rank that died or was killed comes
+    back as a result whose "error" says so, instead of raising.
     """
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
         with tempfile.TemporaryDirectory() as out_dir:
             args = (world_size, free_port(), os.path.abspath(script), overrides, num_trials, instrument, out_dir)
-            if world_size == 1:  # in this process: faster, and leaves its environment as it was
+            if world_size == 1 and timeout is None:  # in this process: faster, and leaves its environment as it was
                 threads, env_before = torch.get_num_threads(), dict(os.environ)
                 try:
                     _worker(0, *args)

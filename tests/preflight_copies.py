@@ -1,0 +1,202 @@
+"""Copies of train_gpt_simple.py for the preflight's tests: the researcher's extension points (FRONTIER), and
+deliberately broken copies, each meant to fail exactly one check of tools.preflight.
+
+A copy is a list of (old, new) substitutions of the repo's script; FRONTIER is added at the end of the Init &
+Optim Hyperparams section (later definitions win). Each old text must occur exactly once.
+"""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "train_gpt_simple.py"
+MARKER = "# -----------------------------------------------------------------------------\n# Training and Validation"
+
+# The frontier's loop changes as a researcher writes them (README, Writing an approach), scaled to any
+# train_steps: per-group schedules, val steps without step 0, a lookahead before the forward, a weight EMA
+# from half-way (so that the late resumes of a 12-step preflight start after it exists) and its readout.
+FRONTIER = '''
+def set_hparams(step, optimizers):
+    muon, adam = optimizers
+    for group in adam.param_groups:
+        group["lr"] = group["initial_lr"] * lr_multiplier(step)
+    for group in muon.param_groups:
+        group["lr"] = group["initial_lr"] * min(1.0, 3 * (train_steps - step) / train_steps)
+        group["mu"] = 0.85 + 0.10 * min(1.0, 3 * step / train_steps)
+
+
+def is_val_step(step):
+    return step == train_steps or (step > 0 and step % 10 == 0) or step >= train_steps - 3
+
+
+@torch.no_grad()
+def before_forward(step, model, optimizers, state):
+    params = list(model.parameters())
+    if "prev" not in state:
+        state["prev"] = [p.clone() for p in params]
+        state["buf"] = [torch.zeros_like(p) for p in params]
+    if train_steps // 6 <= step < train_steps - train_steps // 6:
+        torch._foreach_add_(params, state["buf"], alpha=0.3)
+
+
+@torch.no_grad()
+def after_step(step, model, optimizers, state):
+    params = list(model.parameters())
+    torch._foreach_lerp_(state["buf"], torch._foreach_sub(params, state["prev"]), 0.01)
+    torch._foreach_copy_(state["prev"], params)
+    if step + 1 >= train_steps // 2:
+        if "ema" not in state:
+            state["ema"] = [p.float().clone() for p in params]
+        else:
+            torch._foreach_lerp_(state["ema"], [p.float() for p in params], 0.2)
+
+
+@torch.no_grad()
+def readouts(step, model, val_loss, evaluate, state):
+    if "ema" not in state:
+        return {"val_ema_loss": val_loss}
+    params = list(model.parameters())
+    saved = [p.clone() for p in params]
+    for p, e in zip(params, state["ema"]):
+        p.copy_(p.float().lerp(e, 0.6))
+    loss = evaluate()
+    torch._foreach_copy_(params, saved)
+    return {"val_ema_loss": loss}
+'''
+
+# The EMA kept in a module global instead of `state`: a resume after it started loses it.
+FRONTIER_GLOBAL_EMA = [
+    ('''    if step + 1 >= train_steps // 2:
+        if "ema" not in state:
+            state["ema"] = [p.float().clone() for p in params]
+        else:
+            torch._foreach_lerp_(state["ema"], [p.float() for p in params], 0.2)''',
+     '''    global EMA
+    if step + 1 >= train_steps // 2:
+        if EMA is None:
+            EMA = [p.float().clone() for p in params]
+        else:
+            torch._foreach_lerp_(EMA, [p.float() for p in params], 0.2)'''),
+    ('''    if "ema" not in state:
+        return {"val_ema_loss": val_loss}''', '''    if EMA is None:
+        return {"val_ema_loss": val_loss}'''),
+    ('zip(params, state["ema"])', "zip(params, EMA)"),
+    ("\ndef set_hparams(step, optimizers):\n    muon, adam", "\nEMA = None\n\n\ndef set_hparams(step, optimizers):\n    muon, adam"),
+]
+
+# Sub-strings of the baseline used below
+BACKWARD = "        loss.backward()\n"
+MUON_BUFS = '            bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in P]\n'
+MUON_INIT = "        self.owner, self.offset, self.part = {}, {}, 0\n"
+
+# check (optionally @variant) -> (what the mistake is, substitutions, extension text to add or None)
+BROKEN = {
+    "load@syntax": ("a syntax error", [("def init_params(model):", "def init_params(model)")], None),
+    "run": ("the optimizer raises at its 6th step", [(
+        "        params = list(self.offset)\n",
+        "        params = list(self.offset)\n        self.calls = getattr(self, 'calls', 0) + 1\n"
+        "        if self.calls > 5:\n            raise RuntimeError('preflight test: the optimizer fails at step 5')\n")], None),
+    "run@0": ("the optimizer raises at its first step (no parameter could change: updates must not be judged)",
+              [("        params = list(self.offset)\n",
+                "        raise RuntimeError('preflight test: the optimizer fails at step 0')\n")], None),
+    "finite": ("Muon's momentum turns inf once its lr has decayed below 0.02 (a step of the schedule, the same after a "
+               "resume)", [(MUON_BUFS, MUON_BUFS + "            if lr < 0.02:\n                bufs[0].fill_(float('inf'))\n")],
+               None),
+    "optimizers": ("the head's group left out of make_optimizers",
+                   [("                              dict(params=[model.proj.weight], lr=0.004),\n", "")], None),
+    "gradients": ("a parameter's gradient cleared before the optimizers step",
+                  [("def optimizer_step(run, optimizers):\n",
+                    "def optimizer_step(run, optimizers):\n    run.raw_model.proj.weight.grad = None\n")], None),
+    "updates": ("a group with lr 0", [("dict(params=[model.proj.weight], lr=0.004)",
+                                        "dict(params=[model.proj.weight], lr=0.0)")], None),
+    "ranks": ("the summed gradients of biases and gains never reach .grad (each rank trains on its own)",
+              [("                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
+                "                pass\n")], None),
+    "ranks@state": ("after_step keeps a value that differs by rank in `state`", [], '''
+def after_step(step, model, optimizers, state):
+    state["seen"] = torch.tensor(float(dist.get_rank()) if dist.is_initialized() else 0.0)
+'''),
+    "lr": ("a schedule typo: (0.9 - x) for (1 - x), below 0 in the last 10% of the steps",
+           [("    return 1.0 if x < 0.3 else (1 - x) / 0.7\n", "    return 1.0 if x < 0.3 else (0.9 - x) / 0.7\n")], None),
+    "hparams": ("a momentum schedule typo: 0.2 for 0.1, so mu passes 1 in the last quarter", [], '''
+def set_hparams(step, optimizers):
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * lr_multiplier(step)
+        if "mu" in group:
+            group["mu"] = 0.85 + 0.2 * step / train_steps
+'''),
+    "weights": ("a readout that keeps p.detach() (an alias) instead of a copy: the weights stay blended",
+                [("    saved = [p.clone() for p in params]\n", "    saved = [p.detach() for p in params]\n")], FRONTIER),
+    "weights@set_hparams": ("set_hparams shrinks the weights through p.data", [], '''
+def set_hparams(step, optimizers):
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * lr_multiplier(step)
+        for p in group["params"]:
+            p.data.mul_(1 - 1e-4)
+'''),
+    "resume": ("Muon keeps its momentum in an attribute of the optimizer, not in opt.state",
+               [(MUON_INIT, MUON_INIT + "        self.momenta = {}\n"),
+                (MUON_BUFS, "            bufs = [self.momenta.setdefault(p, torch.zeros_like(p)) for p in P]\n")], None),
+    "resume@global": ("Muon keeps its momentum in a module global",
+                      [("class Muon(torch.optim.Optimizer):\n", "MOMENTA = {}\n\n\nclass Muon(torch.optim.Optimizer):\n"),
+                       (MUON_BUFS, "            bufs = [MOMENTA.setdefault(p, torch.zeros_like(p)) for p in P]\n")], None),
+    "resume@ema": ("the weight EMA kept in a module global instead of `state`", FRONTIER_GLOBAL_EMA, FRONTIER),
+    "resume@signal": ("the stop signal's handler does nothing: SIGTERM neither stops nor checkpoints the run",
+                      [("signal.signal(s, lambda signum, frame: stop.append(signum))",
+                        "signal.signal(s, lambda signum, frame: None)")], None),
+    "architecture": ("a wider model", [("vocab_size, num_layers, model_dim = 50304, 12, 768",
+                                        "vocab_size, num_layers, model_dim = 50304, 12, 1024")], None),
+    "data": ("every rank trains on rank 0's slice of the batch",
+             [("        buf = tokens[pos + rank * local:][:local + 1]", "        buf = tokens[pos:][:local + 1]")], None),
+    "constants": ("half the val tokens", [("val_tokens = 20 * 524288", "val_tokens = 10 * 524288")], None),
+    "one_pass": ("a doubled backward (the same loss twice)",
+                 [(BACKWARD, "        loss.backward(retain_graph=True)\n" + BACKWARD)], None),
+    "imports": ("a third-party import", [("import uuid\n", "import uuid\nimport numpy\n")], None),
+    "log_script": ("the log without the script's text", [("            log(run, code, echo=False)\n", "")], None),
+    "log_format": ("a wrong val line: 'val loss' for 'val_loss'",
+                   [('log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}"',
+                     'log(run, f"step:{step}/{train_steps} val loss:{val:.5f}"')], None),
+    "log_format@missing": ("the loop skips the val pass of step 0 that is_val_step asks for",
+                           [("        if is_val_step(step):\n", "        if is_val_step(step) and step > 0:\n")], None),
+    "hardcoded": ("a hyperparameter read from the environment",
+                  [("lr=0.025, weight_decay=0.05, mu=0.95)",
+                    'lr=float(os.environ.get("MUON_LR", "0.025")), weight_decay=0.05, mu=0.95)')], None),
+}
+
+# Changes that must pass: precision only (RULES 4.4), and the frontier's loop changes.
+PASSING = {
+    "rmsnorm_fp32": [("        return F.rms_norm(x, (x.size(-1),), self.gains.type_as(x))",
+                      "        return (F.rms_norm(x.float(), (x.size(-1),)) * self.gains.float()).type_as(x)")],
+}
+# Changes of the math the architecture check must reject (unit tests, no runs).
+MATH_CHANGES = {
+    "attention scale 0.125": [("scale=0.12)", "scale=0.125)")],
+    "LayerNorm for RMSNorm": [("        return F.rms_norm(x, (x.size(-1),), self.gains.type_as(x))",
+                               "        return F.layer_norm(x, (x.size(-1),), self.gains.type_as(x))")],
+    "GELU squared for ReLU squared": [("F.relu(self.fc(x)).square()", "F.gelu(self.fc(x)).square()")],
+    "relu(x) + 1e-4, squared": [("F.relu(self.fc(x)).square()", "(F.relu(self.fc(x)) + 1e-4).square()")],
+    "soft cap 15.1": [("15 * logits * torch.rsqrt(logits.square() + 225)",
+                       "15.1 * logits * torch.rsqrt(logits.square() + 228.01)")],
+}
+
+
+def text(substitutions=(), extension=None, base=None):
+    """The script's text with `extension` added to Init & Optim Hyperparams, then the substitutions made."""
+    result = base if base is not None else BASELINE.read_text()
+    if extension:
+        assert result.count(MARKER) == 1
+        result = result.replace(MARKER, extension + "\n" + MARKER)
+    for old, new in substitutions:
+        assert result.count(old) == 1, f"substitution target {old!r} found {result.count(old)} times"
+        result = result.replace(old, new)
+    return result
+
+
+def write(directory, name, substitutions=(), extension=None):
+    path = Path(directory) / f"{name}.py"
+    path.write_text(text(substitutions, extension))
+    return path
+
+
+def broken(directory, check):
+    """The broken copy for `check` ('check' or 'check@variant'), written to directory/<check>.py."""
+    _, substitutions, extension = BROKEN[check]
+    return write(directory, check.replace("@", "_"), substitutions, extension)
