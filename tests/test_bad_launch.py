@@ -4,8 +4,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tools_logtext import ROOT
+
+from tools import tiny
 
 import train_gpt_simple as tgs
 
@@ -34,3 +37,25 @@ def test_odd_world_sizes(monkeypatch, world_size, rank, expected):
     with pytest.raises(SystemExit) as e:
         tgs.main()
     assert str(e.value).startswith(expected), str(e.value)
+
+
+def _oom_in_the_forward(module, result):
+    forward = module.GPT.forward
+
+    def forward_that_runs_out(self, *args, **kwargs):
+        if torch.is_grad_enabled():
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.07 GiB")
+        return forward(self, *args, **kwargs)
+    module.GPT.forward = forward_that_runs_out
+
+
+def test_out_of_memory_names_the_setting_to_lower(tmp_path):
+    train, val = tiny.tiny_data(str(tmp_path / "data"), 4)
+    over = dict(tiny.TINY, micro_batch_seqs=4, train_steps=4, train_files=train, val_files=val,
+                log_dir=str(tmp_path / "logs"), checkpoint_dir=str(tmp_path / "ckpt"))
+    result = tiny.run(SCRIPT, 1, over, 1, _oom_in_the_forward, env=dict(SEED="1"))[0]
+    assert result["error"].startswith(
+        "SystemExit: out of GPU memory with micro_batch_seqs = 4 sequences per forward: set micro_batch_seqs = 2 "
+        "in the Setup section (same math)"), result["error"]
+    (log,) = os.listdir(tmp_path / "logs")  # what was logged stays
+    assert "step:0/4 val_loss:" in (tmp_path / "logs" / log).read_text()
