@@ -573,7 +573,7 @@ def readouts(step, model, val_loss, evaluate, state):
 # Training and Validation
 
 
-def check_launch(world_size):
+def check_launch():
     """Every fault that can be found before any GPU work, as one clear line (SystemExit)."""
     if device_type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
@@ -633,6 +633,12 @@ def to_device(obj, device):
     return {k: to_device(v, device) for k, v in obj.items()} if isinstance(obj, dict) else obj
 
 
+def owned(opt, states, rank):
+    """The entries of a state_dict's "state" that `rank` keeps (an optimizer with `owner` shards its state)."""
+    params = [p for g in opt.param_groups for p in g["params"]]
+    return {i: st for i, st in states.items() if opt.owner[params[i]] == rank}
+
+
 def save_checkpoint(run, optimizers, **ckpt):
     """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG; sharded optimizer state
     (an optimizer with `owner`) is gathered from the ranks that own it first."""
@@ -640,9 +646,7 @@ def save_checkpoint(run, optimizers, **ckpt):
     for opt in optimizers:
         sd = opt.state_dict()
         if run.world_size > 1 and getattr(opt, "owner", None):
-            params = [p for g in opt.param_groups for p in g["params"]]
-            mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in sd["state"].items()
-                    if opt.owner[params[i]] == run.rank}
+            mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in owned(opt, sd["state"], run.rank).items()}
             parts = [None] * run.world_size if run.rank == 0 else None
             dist.gather_object(mine, parts)
             sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
@@ -661,8 +665,7 @@ def restore(run, ckpt, optimizers):
     run.raw_model.load_state_dict(ckpt["model"])
     for opt, sd in zip(optimizers, ckpt["optimizers"]):
         if getattr(opt, "owner", None):
-            params = [p for g in opt.param_groups for p in g["params"]]
-            sd = dict(sd, state={i: st for i, st in sd["state"].items() if opt.owner[params[i]] == run.rank})
+            sd = dict(sd, state=owned(opt, sd["state"], run.rank))
         opt.load_state_dict(sd)
     torch.set_rng_state(ckpt["rng"])
     if run.device.type == "cuda":
@@ -694,10 +697,10 @@ def optimizer_step(run, optimizers):
     """Sum the gradients over ranks and step every optimizer. An optimizer with `owner` (Muon) sums its own
     inside step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors together)
     and waited for just before the first optimizer that reads them."""
-    works, params = [], run.raw_model.parameters()
+    works = []
     if run.world_size > 1:
         sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
-        grads = [p.grad for p in params if p.grad is not None and p not in sharded]
+        grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
         vectors = [g for g in grads if g.ndim < 2]  # biases and gains
         buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
         works = [dist.all_reduce(b, async_op=True) for b in buckets]
@@ -808,7 +811,7 @@ def main(num_trials=1):
     if world_size < 1 or 8 % world_size or not 0 <= rank < world_size:
         raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below it): "
                          "launch with torchrun --nproc_per_node 1, 2, 4 or 8")
-    check_launch(world_size)
+    check_launch()
     with open(__file__) as f:
         code = f.read()
     resume = os.environ.get("RESUME")
@@ -828,8 +831,8 @@ def main(num_trials=1):
     stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run after the next step, then exits
     old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, num_trials=num_trials,
-                                    stop=stop, micro=choose_micro_batch(device, batch_size // world_size // seq_len),
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop,
+                                    micro=choose_micro_batch(device, batch_size // world_size // seq_len),
                                     sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None)
         run.log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(log_dir, f"{uuid.uuid4()}.txt"))
         run.ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(run.log_path)[:-4] + ".pt")
