@@ -174,7 +174,8 @@ def test_resume_ends_exactly_like_uninterrupted_run(lab, world_size):
     assert log.startswith(s["log"])
     assert log.count(lab.script_text) == 1 and log.splitlines().count(SEP) == 2
     appended = log[len(s["log"]):].splitlines()
-    assert appended[0] == f"trial 1/{TRIALS} resumed from {s['ckpt_path']} at step {k}"
+    assert appended[0] == (f"trial 1/{TRIALS} resumed from {s['ckpt_path']} at step {k} on world_size {world_size} "
+                           f"(micro_batch_seqs {8 // world_size})")
     # the val lines: those of the uninterrupted run, each step once per trial
     assert losses(log) == losses(base["log"])
     assert [line.split(" summary: ")[0] for line in log.splitlines() if re.match(r"trial \d+/\d+ summary: ", line)] == \
@@ -278,7 +279,8 @@ def test_periodic_checkpoints_are_exact(lab, tmp_path):
     assert errors(results) == [None]
     assert_same_params(results[0]["params"], base["results"][0]["params"])
     appended = read(log_path)[len(log):]
-    assert appended.startswith(f"trial 1/{TRIALS} resumed from {copy} at step {copy_at - 1}\n")
+    assert appended.startswith(f"trial 1/{TRIALS} resumed from {copy} at step {copy_at - 1} on world_size 1 "
+                               "(micro_batch_seqs 8)\n")
     assert losses(appended, header=False) == losses(base["log"])[1:]  # trial 1 from step 25 on, then trial 2
     assert not os.path.exists(copy) and appended.endswith(f"all trials done: removed the checkpoint {copy}\n")
 
@@ -298,7 +300,8 @@ def test_other_world_size_resumes(lab, tmp_path):
     results = lab.run("other_world", 1, ci.capture_trials, resume=path)
     assert errors(results) == [None]
     log = read(log_path)
-    assert f"trial 1/{TRIALS} resumed from {path} at step {RESUME_AT[2]}" in log
+    # the header says world_size 2; the resumed line says which world size wrote the rest
+    assert f"trial 1/{TRIALS} resumed from {path} at step {RESUME_AT[2]} on world_size 1 (micro_batch_seqs 8)\n" in log
     got, want1, want2 = losses(log), losses(base1["log"]), losses(base2["log"])
     assert [step for step, _ in got] == [step for step, _ in want2] == [0, 25, 26] * TRIALS
     diffs = [abs(float(a) - float(b)) for (_, a), (_, b) in zip(got[:3], want2[:3])]

@@ -26,7 +26,7 @@ STOP_AT = 21  # SIGTERM in the forward of step 20: the state after step 21 is sa
 
 # What a researcher writes in the Init & Optim Hyperparams section (the README's examples, at the tiny size).
 EXTENSIONS = f'''
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     muon, adam = optimizers
     for group in adam.param_groups:
         group["lr"] = group["initial_lr"] * lr_multiplier(step)
@@ -93,8 +93,8 @@ def record_hooks(module, result):
     set_hparams, after_step = module.set_hparams, module.after_step
     result["mu"], result["state"] = [], None
 
-    def recorded_set(step, optimizers):
-        set_hparams(step, optimizers)
+    def recorded_set(step, optimizers, state):
+        set_hparams(step, optimizers, state)
         result["mu"].append((step, optimizers[0].param_groups[0]["mu"]))
 
     def recorded_after(step, model, optimizers, state):
@@ -213,6 +213,6 @@ def test_defaults_are_the_baseline():
         [s for s in range(t.train_steps + 1) if s == t.train_steps or s % (125 if s / t.train_steps < 0.9 else 25) == 0]
     groups = [dict(initial_lr=0.5, lr=0.0), dict(initial_lr=0.1, lr=0.0)]
     opt = type("Opt", (), dict(param_groups=groups))()
-    t.set_hparams(3000, [opt])
+    t.set_hparams(3000, [opt], state)
     assert [g["lr"] for g in groups] == [0.5 * t.lr_multiplier(3000), 0.1 * t.lr_multiplier(3000)]
     assert math.isclose(t.lr_multiplier(3000), (1 - 3000 / 3250) / 0.7)

@@ -41,7 +41,7 @@ def test_groups_and_schedule_of_the_real_model():
     for g in groups:
         g["initial_lr"] = g["lr"]
     for step in range(rec.train_steps):
-        rec.set_hparams(step, [adam, blocks])
+        rec.set_hparams(step, [adam, blocks], {})
         assert [g["lr"] for g in groups] == [g["initial_lr"] * eta(step) for g in groups], step
     assert [eta(s) for s in (0, 249, 250, 1687, 1688, 5624)] == \
         pytest.approx([1 / 250, 1.0, 1.0, 1.0, (1 - 1688 / 5625) / 0.7, (1 / 5625) / 0.7])
@@ -107,7 +107,7 @@ def test_steps_equal_adamw_by_hand():
     for step, g_step in zip(steps, grads):
         for n, p in params.items():
             p.grad = g_step[n].clone()
-        rec.set_hparams(step, optimizers)
+        rec.set_hparams(step, optimizers, {})
         for opt in optimizers:
             opt.step()
     want = adamw_by_hand(init, groups, grads, steps)
