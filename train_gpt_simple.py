@@ -400,11 +400,14 @@ def check_launch():
     if device_type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
                          "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
-    for name, value, least in (("train_steps", train_steps, 1), ("micro_batch_seqs", micro_batch_seqs or 1, 1),
-                               ("checkpoint_every", checkpoint_every or 0, 0)):
-        if type(value) not in (int, float if name == "checkpoint_every" else int) or not value >= least:
-            raise SystemExit(f"{name} = {globals()[name]!r}: must be a whole number >= {least}"
-                             + (" or None" if name != "train_steps" else ""))
+    for name, ok, want in (
+            ("train_steps", type(train_steps) is int and train_steps >= 1, "a whole number >= 1"),
+            ("micro_batch_seqs", micro_batch_seqs is None or type(micro_batch_seqs) is int and micro_batch_seqs >= 1,
+             "None or a whole number >= 1"),
+            ("checkpoint_every", checkpoint_every is None or type(checkpoint_every) in (int, float)
+             and checkpoint_every >= 0, "None or seconds >= 0")):
+        if not ok:
+            raise SystemExit(f"{name} = {globals()[name]!r}: must be {want}")
     try:
         inspect.signature(set_hparams).bind(0, [], {})
     except TypeError:

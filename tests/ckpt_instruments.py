@@ -22,32 +22,43 @@ def _snapshot(model):
     return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
+def _optimizer_states(model, optimizers):
+    """[{param name: {key: a copy of the value}} per optimizer]: this rank's optimizer state (its shard)."""
+    names = {p: n for n, p in model.named_parameters()}
+    return [{names[p]: {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()} for p, st in opt.state.items()}
+            for opt in optimizers]
+
+
 def capture_trials(module, result):
-    """result["params"]: the parameters at the end of each trial this process ran (resumed ones included).
+    """result["params"], result["opt_states"]: the parameters and this rank's optimizer states at the end of each
+    trial this process ran (resumed ones included).
 
     The script reuses one model for all trials, so a trial's end is taken when the next trial
     re-initializes the model (init_params), and when main() returns or raises.
     """
-    result["params"] = []
+    result["params"], result["opt_states"] = [], []
     seen = {}
     init_params, make_optimizers, main = module.init_params, module.make_optimizers, module.main
 
-    def wrapped_init(model):
+    def close_trial():
         if "model" in seen:  # the previous trial's model, trained
-            result["params"].append(_snapshot(model))
-        seen["model"] = model
+            result["params"].append(_snapshot(seen["model"]))
+            result["opt_states"].append(_optimizer_states(seen["model"], seen["optimizers"]))
+
+    def wrapped_init(model):
+        close_trial()
+        seen.clear()
         return init_params(model)
 
     def wrapped_make(model):
-        seen["model"] = model
-        return make_optimizers(model)
+        seen["model"], seen["optimizers"] = model, make_optimizers(model)
+        return seen["optimizers"]
 
     def wrapped_main(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         finally:
-            if "model" in seen:
-                result["params"].append(_snapshot(seen["model"]))
+            close_trial()
     module.init_params, module.make_optimizers, module.main = wrapped_init, wrapped_make, wrapped_main
 
 

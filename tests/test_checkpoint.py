@@ -75,6 +75,20 @@ def assert_same_params(a, b, trials=TRIALS):
             assert torch.equal(pa[k], pb[k]), (k, (pa[k].double() - pb[k].double()).abs().max().item())
 
 
+def assert_same_states(a, b, trials=TRIALS):
+    """Optimizer states of every trial bitwise equal: the same parameters hold state, with the same keys and values."""
+    assert len(a) == len(b) == trials
+    for ta, tb in zip(a, b):
+        assert len(ta) == len(tb)
+        for sa, sb in zip(ta, tb):
+            assert sa.keys() == sb.keys() and sa, (sorted(sa), sorted(sb))
+            for name in sa:
+                assert sa[name].keys() == sb[name].keys(), name
+                for key in sa[name]:
+                    x, y = sa[name][key], sb[name][key]
+                    assert torch.equal(x, y) if torch.is_tensor(x) else x == y, (name, key)
+
+
 class Lab:
     def __init__(self, root):
         self.root = str(root)
@@ -169,6 +183,8 @@ def test_resume_ends_exactly_like_uninterrupted_run(lab, world_size):
     assert errors(r["results"]) == [None] * world_size
     for rank in range(world_size):  # every rank ends each trial with the uninterrupted run's parameters
         assert_same_params(r["results"][rank]["params"], base["results"][0]["params"])
+        # and with the optimizer state that rank holds in the uninterrupted run (Muon's shard, all of AdamW's)
+        assert_same_states(r["results"][rank]["opt_states"], base["results"][rank]["opt_states"])
     log = r["log"]
     assert r["logs"] == [os.path.basename(s["log_path"])]  # no second log: the same file, appended to
     assert log.startswith(s["log"])
