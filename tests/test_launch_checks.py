@@ -263,3 +263,42 @@ def test_a_full_disk_at_the_stop_signal_keeps_the_previous_checkpoint(tmp_path, 
                          "and the same launch command (from trial 1 step 3)")
     assert torch.load(ckpt, weights_only=True)["step"] == 3
     assert run(tmp_path, over, resume=ckpt)[0]["error"] is None  # and it resumes
+
+
+# -----------------------------------------------------------------------------
+# a stop under torchrun (documented in docs/checkpoints.md)
+
+
+def test_a_stop_under_torchrun_checkpoints_and_torchrun_reports_the_workers_exit(tmp_path):
+    """torchrun forwards SIGTERM to the worker, which checkpoints and exits 143; torchrun itself exits non-zero
+    with its own report. The log's last line is the record of the stop."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    train, val = tiny.tiny_data(str(tmp_path / "data"), 2000)  # 2000 steps: far more than the test waits for
+    tiny_setup = "".join(f"{k} = {v!r}\n" for k, v in dict(tiny.TINY, micro_batch_seqs=8, train_files=train,
+                         val_files=val, log_dir=str(tmp_path / "logs"), checkpoint_dir=str(tmp_path / "ckpt")).items())
+    script = copy_script(tmp_path, ("\n# -----------------------------------------------------------------------------\n"
+                                    "# Init & Optim Hyperparams", "\n" + tiny_setup + "\n# -----------------------------"
+                                    "------------------------------------------------\n# Init & Optim Hyperparams"),
+                         ("train_steps = 3250\n", "train_steps = 2000\n"))
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                             script, "1"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, SEED="3", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
+    try:
+        for line in proc.stdout:  # the worker's echo of its log: it is training once step 0 is validated
+            if line.startswith("step:0/2000 val_loss:"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stdout.read()
+        status = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (log,) = glob.glob(str(tmp_path / "logs" / "*.txt"))
+    (ckpt,) = glob.glob(str(tmp_path / "ckpt" / "*.pt"))
+    last = open(log).read().splitlines()[-1]
+    assert re.fullmatch(rf"trial 1/1 stopped by signal 15 at step \d+; checkpoint {re.escape(ckpt)}; resume with: "
+                        rf"RESUME={re.escape(ckpt)} and the same launch command", last), last
+    assert status == 1 and "SignalException: Process" in rest and "got signal: 15" in rest, (status, rest[-3000:])
