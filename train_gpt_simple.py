@@ -35,7 +35,8 @@ def shard_token_count(path):
     """Token count of the shard at `path` from its header, after checking the header and file size."""
     kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
     chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
-    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} (it replaces only bad files)"
+    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} " \
+                 "(it replaces only bad files)"
     try:
         with open(path, "rb") as f:
             header, size = f.read(1024), os.fstat(f.fileno()).st_size
@@ -173,12 +174,8 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
 
 # -----------------------------------------------------------------------------
-# Optimizer
-#
-# Two parts. MatrixOptimizer is the machinery: which rank updates which matrix, the buffers, the
-# collectives and the sharded state; it holds no math. Muon below it is only math: its update() gets
-# this rank's matrices of one same-shape stack with their summed gradients and state, and returns them
-# updated. A new matrix optimizer is a subclass with its own update() (README: Writing an approach).
+# Optimizer: MatrixOptimizer is the machinery (ranks, buffers, collectives, sharded state), no math; Muon is
+# only math, one update() per stack of same-shape matrices. Yours: a subclass (docs/writing-an-approach.md).
 
 
 def newton_schulz(G, steps=12, dtype=torch.bfloat16):
@@ -707,7 +704,7 @@ def main(num_trials=1):
     try:
         run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop, micro=micro,
                                     sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None,
-                                    log_path=log_path, ckpt_path=ckpt_path, saved=None)
+                                    log_path=log_path, ckpt_path=ckpt_path, saved=ckpt and (ckpt["trial"], ckpt["step"]))
         if rank == 0:
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
