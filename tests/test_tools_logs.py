@@ -294,11 +294,14 @@ def test_directory_walk_skips_what_is_not_a_log(tmp_path):
     write(d / "sub" / "b.log", log_text([curve(3.278)]))
     write(d / "README.md", "step:3250/3250 val_loss:3.10000\n")  # quoted in prose: not read
     write(d / "train.py", SCRIPT)
+    write(d / "train_gpt_simple.py", SCRIPT)  # an approach directory's own files pass without a word
+    write(d / "results.json", "{}")
+    write(d / "curve.png", "png")
     write(d / "notes.txt", "hello\n")
     (d / ".hidden.txt").write_text(log_text([curve(3.2)]))
     runs = read_runs([str(d)])
     assert [t.name for t in runs.trials] == ["a.txt#1", "b.log#1"]
-    assert runs.skipped == [f"{d}: skipped 2 file(s) not named like a log (*.txt/*.log/*.out/*.stdout): README.md, train.py",
+    assert runs.skipped == [f"{d}: skipped 1 file(s) not named like a log (*.txt/*.log/*.out/*.stdout): train.py",
                             f"skipped {d / 'notes.txt'}: not a training log: no val line `step:S/N val_loss:L`"]
     with pytest.raises(LogError, match="no training log among .*notes.txt: not a training log"):
         read_runs([str(d / "notes.txt")])

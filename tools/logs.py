@@ -45,6 +45,7 @@ SEPARATOR = "=" * 100
 MAX_BYTES = 1 << 29  # 512 MiB: far above any real log; refuse bigger files rather than exhaust memory
 MAX_STEP_DIGITS = 9  # steps below 10**9; longer numbers make the line malformed
 LOG_SUFFIXES = (".txt", ".log", ".out", ".stdout")  # what a directory walk reads
+APPROACH_FILES = ("train_gpt_simple.py", "README.md", "results.json", ".png")  # in an approach directory by design
 DEFAULT_METRIC = "val_loss"
 METRIC_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MIN_COMMON_FOR_SAME_RUN = 2  # val steps besides step 0 that two runs must share to be called one run
@@ -417,8 +418,9 @@ class Runs:
 
 
 def expand(paths):
-    """(files, skipped): the files named, with directories walked (sorted, recursively, hidden entries
-    left out) for names ending in LOG_SUFFIXES; skipped holds one message per directory for the rest."""
+    """(files, skipped): the files named, with directories walked (sorted, recursively, hidden entries and the
+    files of an approach directory left out) for names ending in LOG_SUFFIXES; skipped holds one message per
+    directory for the rest."""
     files, skipped = [], []
     for path in paths:
         if not os.path.isdir(path):
@@ -428,7 +430,7 @@ def expand(paths):
         for root, dirs, names in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
-                if name.startswith("."):
+                if name.startswith(".") or name.endswith(APPROACH_FILES):  # passed over without a word
                     continue
                 full = os.path.join(root, name)
                 (files if name.lower().endswith(LOG_SUFFIXES) else other).append(full)
