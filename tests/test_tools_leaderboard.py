@@ -227,3 +227,44 @@ def test_escape_bidi_and_math():
     assert escape("x\u2066y\u2069\u200bz") == "x\ufffdy\ufffd\ufffdz"
     assert escape("$\\frac{1}{2}$ and $$x$$") == "&#36;\\\\frac{1}{2}&#36; and &#36;&#36;x&#36;&#36;"
     assert "$" not in escape("cost $5 or $6")
+
+
+# --- a directory without results.json, a results.json with a key twice -----------------------------------------
+
+def test_directory_without_results_json_is_listed_as_skipped(tmp_path, capsys):
+    root = tmp_path / "repo"
+    entry(root, "artifacts/Muon_a1", [3.2772, 3.2776, 3.2773, 3.2775])
+    (root / "artifacts" / "wip_a2").mkdir()  # tools.new made it; no run finished yet
+    write(root / "artifacts" / "wip_a2" / "run.txt", log_text([curve(3.2772)]))
+    (root / "records" / "ported_x").mkdir(parents=True)
+    write(root / "records" / "README.md", "records\n")  # a file beside the records: not an entry
+    capsys.readouterr()
+    assert leaderboard.main(["--root", str(root)]) == 0
+    out = capsys.readouterr()
+    fix = "when its runs are done, write it from the logs beside it with python -m tools.results {0} --agent-id ID " \
+          "--experiment TEXT --optimizer NAME"
+    assert [l for l in out.err.splitlines() if l.startswith("skipped ")] == [
+        f"skipped {rel}: no results.json: {fix.format(rel)}" for rel in ("artifacts/wip_a2", "records/ported_x")]
+    assert out.out == f"wrote {root / 'LEADERBOARD.md'} (2 skipped entries)\n"
+    skipped = section(text_of(root), "Skipped entries")
+    assert skipped.splitlines()[1:3] == [f"- {escape(rel)}: no results.json: {escape(fix.format(rel), 300)}"
+                                        for rel in ("artifacts/wip_a2", "records/ported_x")]
+    rows = [l for l in section(text_of(root), "Results reproduced here").splitlines() if l.startswith("| 1 ")]
+    assert len(rows) == 1 and "Muon\\_a1" in rows[0]
+
+
+def test_duplicate_key_is_refused_naming_key_and_file(tmp_path, capsys):
+    root = tmp_path / "repo"
+    d = entry(root, "artifacts/Muon_a1", [3.2772, 3.2776, 3.2773, 3.2775])
+    text = (d / "results.json").read_text()
+    assert text.count('"steps_to_3_28": 3250,') == 1
+    (d / "results.json").write_text(text.replace('"steps_to_3_28": 3250,',
+                                                 '"steps_to_3_28": 3250, "steps_to_3_28": 3000,'))
+    capsys.readouterr()
+    assert leaderboard.main(["--root", str(root)]) == 0
+    err = capsys.readouterr().err
+    message = ('results.json: duplicate key "steps_to_3_28": JSON would keep only the last one; remove the other, or '
+               "rewrite the file with python -m tools.results")
+    assert err.splitlines() == [f"skipped artifacts/Muon_a1: {message}"]
+    assert section(text_of(root), "Skipped entries").splitlines()[1] == f"- artifacts/Muon\\_a1: {escape(message, 300)}"
+    assert "No entries yet." in section(text_of(root), "Results reproduced here")

@@ -90,9 +90,11 @@ def test_lines_before_separator_are_never_parsed(tmp_path):
 def test_truncated_last_line_is_skipped(tmp_path):
     text = log_text([curve(3.277)], trial_lines=False)
     cut = text.index("step:3250/3250") + len("step:3250/3250 val_loss:3.2")
-    log = parse_file(write(tmp_path / "t.txt", text[:cut]))
+    path = write(tmp_path / "t.txt", text[:cut])
+    log = parse_file(path)
     assert log.trials[0].final_step == 3225
-    assert any("truncated" in w for w in log.warnings)
+    assert log.warnings == [f"{path}:44: the file ends inside this val line (no newline; a val line is known whole "
+                            "only when it goes on to train_time and step_avg): not read: 'step:3250/3250 val_loss:3.2'"]
 
 
 def test_huge_numbers(tmp_path):
@@ -292,11 +294,14 @@ def test_directory_walk_skips_what_is_not_a_log(tmp_path):
     write(d / "sub" / "b.log", log_text([curve(3.278)]))
     write(d / "README.md", "step:3250/3250 val_loss:3.10000\n")  # quoted in prose: not read
     write(d / "train.py", SCRIPT)
+    write(d / "train_gpt_simple.py", SCRIPT)  # an approach directory's own files pass without a word
+    write(d / "results.json", "{}")
+    write(d / "curve.png", "png")
     write(d / "notes.txt", "hello\n")
     (d / ".hidden.txt").write_text(log_text([curve(3.2)]))
     runs = read_runs([str(d)])
     assert [t.name for t in runs.trials] == ["a.txt#1", "b.log#1"]
-    assert runs.skipped == [f"{d}: skipped 2 file(s) not named like a log (*.txt/*.log/*.out/*.stdout): README.md, train.py",
+    assert runs.skipped == [f"{d}: skipped 1 file(s) not named like a log (*.txt/*.log/*.out/*.stdout): train.py",
                             f"skipped {d / 'notes.txt'}: not a training log: no val line `step:S/N val_loss:L`"]
     with pytest.raises(LogError, match="no training log among .*notes.txt: not a training log"):
         read_runs([str(d / "notes.txt")])

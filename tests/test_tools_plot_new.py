@@ -43,9 +43,11 @@ def test_new_scaffolds_and_refuses_to_overwrite(tmp_path, capsys):
     assert "torchrun --standalone --nproc_per_node=8" in readme and "## What changed" in readme
     assert "## Hyperparameters" in readme and "## Results" in readme
     (d / "README.md").write_text("mine")
-    assert new.main(["muon-wd", "agent-01", "--root", str(tmp_path)]) == 1
+    capsys.readouterr()
+    assert new.main(["muon-wd", "agent-01", "--root", str(tmp_path)]) == 2  # bad input, as the README says
     assert (d / "README.md").read_text() == "mine"
-    assert "already exists" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {d} already exists; not overwriting it (pick another approach "
+                                       "name)\n")
 
 
 def test_new_validates_names_and_needs_the_script(tmp_path, capsys):
@@ -85,3 +87,44 @@ def test_plot_metric_numbers(capsys, tmp_path):
     assert plot.main([RECORD46, "--metric", "val_xyz", "-o", str(tmp_path / "y.png")]) == 2
     assert "no val step with a finite val_xyz in every run (the columns these runs log: val_avg_loss, " \
            "val_ema_loss, val_loss)" in capsys.readouterr().err
+
+
+def test_plot_breaks_the_lines_at_nan_and_says_where(tmp_path, capsys, monkeypatch):
+    import math
+
+    import matplotlib.axes
+
+    from tools.logs import read_runs
+    good, bad = reference_curve(0, 0.0015, 1), reference_curve(0, 0.0015, 2)
+    bad[1625] = bad[1750] = float("nan")  # a run whose val loss was nan at two val steps
+    path = write(tmp_path / "a.txt", log_text([good, bad]))
+    trials = read_runs([path]).trials
+    steps, means, stds = plot.group_curve(trials)
+    i = steps.index(1625)
+    assert steps == sorted(good) and [math.isnan(m) for m in means[i - 1:i + 3]] == [False, True, True, False]
+    assert math.isnan(stds[i]) and means[i - 1] == pytest.approx((good[1500] + bad[1500]) / 2, abs=1e-12)
+    xs, ys = plot.run_series(trials[1])
+    assert xs == sorted(bad) and math.isnan(ys[xs.index(1625)]) and ys[xs.index(1500)] == bad[1500]
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+
+    def record(self, x, y, *args, **kwargs):
+        drawn.append(dict(zip(list(x), list(y))))
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", record)
+    assert plot.main([path, "-o", str(tmp_path / "nan.png")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["note: a: a.txt#2: val_loss is not finite at step 1625, 1750: no point there, its line breaks",
+                   "note: a: no mean at step 1625, 1750 (a run's val_loss is not finite there): the mean line breaks"]
+    # on each of the two panels: the reference and the good run go through 1625, the bad run and the mean break there
+    assert sorted(math.isnan(d[1625]) for d in drawn if 1625 in d) == [False] * 4 + [True] * 4
+    assert (tmp_path / "nan.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_of_a_group_with_no_finite_mean_is_refused(tmp_path, capsys):
+    path = write(tmp_path / "a.txt", log_text([{0: 10.82584, 10: float("nan")}, {0: float("nan"), 10: 6.0}],
+                                              train_steps=10))
+    assert plot.main([path, "-o", str(tmp_path / "x.png")]) == 2
+    assert "error: group a: no val step with a finite val_loss in every run" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -192,7 +192,7 @@ def test_check_prints_the_path_once(tmp_path, capsys):
     (d / "results.json").write_text("{broken")
     assert results.main(["--check", str(d)]) == 1
     err = capsys.readouterr().err
-    assert err.count(str(d / "results.json")) == 1 and "  not valid JSON" in err
+    assert err.startswith(f"FAILED: {d / 'results.json'}: not valid JSON: ") and err.count("\n") == 1
 
 
 def _approach(tmp_path, scripts, own):
@@ -290,3 +290,24 @@ def test_repo_ported_records(capsys):
     for path in (os.path.join(r46, "public_logs", n) for n in os.listdir(os.path.join(r46, "public_logs"))):
         with open(path) as f:
             assert f.read().startswith("=" * 100 + "\n")  # no script text above the header
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_check_refuses_a_duplicate_key_in_one_line(tmp_path, capsys, where):
+    d, r = written(tmp_path, capsys)
+    text = (d / "results.json").read_text()
+    if where == "top":  # json.loads would keep the second value silently
+        text = text.replace('"num_runs": 4,', '"num_runs": 4, "num_runs": 5,')
+        key = "num_runs"
+    else:
+        text = text.replace('"lr": 0.025,', '"lr": 0.025, "lr": 0.05,')
+        key = "lr"
+    assert text != (d / "results.json").read_text()
+    (d / "results.json").write_text(text)
+    assert results.main(["--check", str(d)]) == 1
+    assert capsys.readouterr().err == (f'FAILED: {d / "results.json"}: duplicate key "{key}": JSON would keep only the '
+                                       "last one; remove the other, or rewrite the file with python -m tools.results\n")
+    assert results.main(["--check", str(d), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["problems"] == [{"field": "results.json", "message": f'duplicate key "{key}": JSON would keep only the '
+                                "last one; remove the other, or rewrite the file with python -m tools.results"}]

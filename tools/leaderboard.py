@@ -10,10 +10,11 @@ and never mixed with the results reproduced here; the published reference result
 in its directory (a ported record's: DIR/public_logs/), on the metric its results.json names
 (default val_loss), as `tools.results --check` does, and marked: holds, does not hold (with the
 recomputed figure), or unverified (no logs). An approach none of whose logs was written by its
-train_gpt_simple.py fails. A malformed results.json is listed under "Skipped entries" (and on
-stderr), never fatal. All text taken from results.json and the CSV is escaped (markdown, HTML,
-newlines, bidirectional and other invisible format characters, $...$ math), so it cannot break or
-disguise the tables. --metric NAME lists only the entries scored on that metric.
+train_gpt_simple.py fails. A malformed results.json (a key given twice included) and a directory
+without one are listed under "Skipped entries" with the reason and the fix (and on stderr), never
+fatal. All text taken from results.json and the CSV is escaped (markdown, HTML, newlines,
+bidirectional and other invisible format characters, $...$ math), so it cannot break or disguise
+the tables. --metric NAME lists only the entries scored on that metric.
 
 --check: exit 1 when the file on disk differs from what would be generated (for CI).
 Exit status: 0 written / up to date, 1 out of date (--check), 2 cannot write.
@@ -119,10 +120,15 @@ def collect(root, metric=None):
     """(entries, skipped): every results.json under root/artifacts/*/ and root/records/*/ (only those scored
     on `metric`, when given)."""
     entries, skipped = [], []
-    paths = sorted(glob.glob(os.path.join(glob.escape(root), "artifacts", "*", "results.json"))
-                   + glob.glob(os.path.join(glob.escape(root), "records", "*", "results.json")))
-    for path in paths:
-        rel = os.path.relpath(os.path.dirname(path), root).replace(os.sep, "/")
+    dirs = sorted(d for top in ("artifacts", "records") for d in glob.glob(os.path.join(glob.escape(root), top, "*"))
+                  if os.path.isdir(d))
+    for directory in dirs:
+        path = os.path.join(directory, "results.json")
+        rel = os.path.relpath(directory, root).replace(os.sep, "/")
+        if not os.path.lexists(path):
+            skipped.append((rel, f"no results.json: when its runs are done, write it from the logs beside it with "
+                                 f"python -m tools.results {rel} --agent-id ID --experiment TEXT --optimizer NAME"))
+            continue
         try:
             data = load_json(path)
         except ResultsError as e:

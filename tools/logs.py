@@ -10,6 +10,22 @@ step goes backwards; a `trial i/n resumed from ...` line (a run continued from i
 the trial going. Lines that do not parse are skipped with a warning; a file that cannot be read or
 holds no val line at all raises LogError naming the file.
 
+A last line without a newline may have been cut mid-write, so it is read only where its own format
+proves it whole: a val line that goes on to `train_time:T(s|ms) step_avg:Mms` (every value before
+that is followed by more text, so none of them is cut). When more columns follow step_avg (some
+public logs print `ema_beta:0.9` there), the last one of them is not read: it could be cut. A stop
+line is whole when it ends as the script ends it ("going on with the next trial"). Any other last
+line without a newline (a val line in the short `step:S/N val_loss:L` form, a cut val line, a
+`trial i/n seed S`, `resumed from ... at step S` or summary line, whose last number could be cut)
+is not read, with a warning naming the file and the line.
+
+A run is complete when its last val line is at step == train_steps (the script always validates
+there); one whose last val line is before it "stops early". The script's `trial i/n summary: steps S
+final_val_loss V` line must agree: a warning when it says the trial ran to train_steps but the log
+has no val line there, or when V is not the last val line's loss. In a resumed run the val lines
+printed before the stop come again after the `resumed from ... at step S` line; printed again with
+the same value they are dropped quietly, and in a log without trial lines they do not start a run.
+
 read_runs() reads what a user passes: files and directories (walked for *.txt, *.log, *.out,
 *.stdout), skips what is not a log with a message, reads a file given twice once, and counts a
 run found twice (a copy, a console capture beside its log) once.
@@ -29,6 +45,7 @@ SEPARATOR = "=" * 100
 MAX_BYTES = 1 << 29  # 512 MiB: far above any real log; refuse bigger files rather than exhaust memory
 MAX_STEP_DIGITS = 9  # steps below 10**9; longer numbers make the line malformed
 LOG_SUFFIXES = (".txt", ".log", ".out", ".stdout")  # what a directory walk reads
+APPROACH_FILES = ("train_gpt_simple.py", "README.md", "results.json", ".png")  # in an approach directory by design
 DEFAULT_METRIC = "val_loss"
 METRIC_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 MIN_COMMON_FOR_SAME_RUN = 2  # val steps besides step 0 that two runs must share to be called one run
@@ -38,8 +55,14 @@ VAL_RE = re.compile(r"step:(\d+)/(\d+)\s+val_loss:(" + _NUM + r")(?![\w.])", re.
 COLUMN_RE = re.compile(r"(?<![\w.:])([A-Za-z_][A-Za-z0-9_]{0,63}):(" + _NUM + r")(?![\w.:])", re.IGNORECASE)
 TIME_RE = re.compile(r"\btrain_time:(" + _NUM + r")(ms|s)\b", re.IGNORECASE)
 AVG_RE = re.compile(r"\bstep_avg:(" + _NUM + r")ms\b", re.IGNORECASE)
+# the columns that end a val line in every format the script and the public logs print: what proves a last line
+# without a newline whole up to there
+TAIL_RE = re.compile(r"\btrain_time:" + _NUM + r"(?:ms|s)\s+step_avg:" + _NUM + r"ms(?=\s|$)", re.IGNORECASE)
+STOP_END = "going on with the next trial"  # how the training script ends a stop line
 TRIAL_RE = re.compile(r"^\s*trial (\d+)/(\d+) seed (\d+)\s*$")
 STOP_RE = re.compile(r"^\s*trial (\d+)/(\d+) stopped:\s*(.*)$")  # a non-finite loss ("stopped by signal" is not)
+SUMMARY_RE = re.compile(r"^\s*trial (\d+)/(\d+) summary: steps (\d{1,9}) final_val_loss (" + _NUM + r")(?=\s|$)",
+                        re.IGNORECASE)
 RESUME_RE = re.compile(r"^\s*trial (\d+)/(\d+) resumed from .* at step (\d{1,9})\s*$")
 WORLD_RE = re.compile(r"\bworld_size[ :=]+(\d{1,6})\b")
 DEVICE_RE = re.compile(r"\bdevice(?:_name=| )([^|\n]+?)\s*(?:\||\bwith\b|$)", re.MULTILINE)
@@ -78,8 +101,10 @@ class Trial:
     stop_message: str = None  # text of a `trial i/n stopped: ...` line
     resumed_at: list = field(default_factory=list)  # steps of `trial i/n resumed from ... at step S` lines
     script: str = None  # the script embedded in its file (None or "" when the file has none)
-    cut: bool = False  # the file ends inside this trial's last val line (a truncated file)
+    cut: str = None  # the kind of line ("val line", "stop line", ...) the file ends inside, cut after this trial's
+    # last val line; None when the file is whole there
     label: str = None  # how its file is named in messages (default: the file's name)
+    summary_step: int = None  # the step of its `trial i/n summary: steps S final_val_loss V ...` line
 
     @property
     def name(self):
@@ -140,7 +165,9 @@ class Trial:
         if bad is not None:
             return f"val loss {bad.val_loss} at step {bad.step}"
         if self.ends_early:
-            why = "its file ends inside the next val line" if self.cut else "no val line after it in its log"
+            why = f"its file ends inside the next {self.cut}" if self.cut else "no val line after it in its log"
+            if self.summary_step == self.train_steps:
+                why += f", though its summary line says it ran to step {self.train_steps}"
             return f"stops early at step {self.final_step} of {self.train_steps} ({why})"
         return "complete"
 
@@ -167,6 +194,40 @@ def _number(text):
 def _decimals(text):
     m = re.fullmatch(r"[-+]?\d+\.(\d+)", text)
     return len(m.group(1)) if m else (0 if re.fullmatch(r"[-+]?\d+", text) else None)
+
+
+_PREFIX_RE = re.compile(r"\s*s(?:t(?:e(?:p(?::\d*(?:/\d*(?:\s+(\S*))?)?)?)?)?)?")
+
+
+def _val_prefix(line):
+    """The line is the start of a val line `step:S/N val_loss:...`, cut before its value."""
+    m = _PREFIX_RE.fullmatch(line)
+    return m is not None and "val_loss:".startswith(m.group(1) or "")
+
+
+def _last_line(line):
+    """(kind, text to read or None, note) for a last line without a newline: the text is the part of the line its
+    format proves whole (None: nothing), note says why not or which column is left out."""
+    if TRIAL_RE.match(line):
+        return "trial line", None, "its seed could be cut"
+    if STOP_RE.match(line):
+        if line.rstrip().endswith(STOP_END):
+            return "stop line", line, None
+        return "stop line", None, f"the script ends a stop line with {STOP_END!r}"
+    if SUMMARY_RE.match(line):
+        return "summary line", None, "its numbers could be cut"
+    if RESUME_RE.match(line):
+        return "resume line", None, "its step could be cut"
+    m = VAL_RE.search(line)
+    if m or re.search(r"(?<!\w)val_loss", line) or _val_prefix(line):
+        tail = TAIL_RE.search(line, m.end()) if m else None
+        if tail is None:
+            return "val line", None, "a val line is known whole only when it goes on to train_time and step_avg"
+        if line[tail.end():].strip() and not line[-1].isspace():  # columns after step_avg: the last may be cut
+            k = max(line.rfind(" "), line.rfind("\t"))
+            return "val line", line[:k], f"its last column {line[k + 1:][:40]!r} could be cut: not read"
+        return "val line", line, None
+    return "line", None, "it may be cut"
 
 
 def read_text(path):
@@ -223,20 +284,33 @@ def parse_text(text, path="<text>", binary=False):
         body_start = 0
 
     current = None
-    columns = None  # which optional columns the file's val lines carry, to spot a truncated last line
+    resumed_from = None  # the step of the trial's last resume line, until a val line goes past what was printed
 
     def new_trial(tag=None, seed=None):
-        nonlocal current
+        nonlocal current, resumed_from
         if current is not None and not current.points:
-            if current.tag or current.seed is not None:
+            if current.tag:  # (a run without trial lines starts at its first val line: never empty)
                 log.warnings.append(f"{path}: trial {current.tag or current.index} has no val line; left out")
             log.trials.pop()
         current = Trial(source=path, index=len(log.trials) + 1, tag=tag, seed=seed, script=log.script)
         log.trials.append(current)
+        resumed_from = None
 
+    last = len(lines) - 1
     for lineno in range(body_start, len(lines)):
         line = lines[lineno].rstrip("\r")
         where = f"{path}:{lineno + 1}"
+        if unterminated and lineno == last and line == lines[lineno] and line.strip():  # a CR still ends the line
+            kind, line, why = _last_line(line)
+            if line is None:
+                shown = lines[lineno] if len(lines[lineno]) <= 160 else "..." + lines[lineno][-157:]
+                log.warnings.append(f"{where}: the file ends inside this {kind} (no newline; {why}): not read: "
+                                    f"{shown!r}")
+                if current is not None and kind != "trial line":
+                    current.cut = kind
+                continue
+            if why:
+                log.warnings.append(f"{where}: the file ends inside this {kind} (no newline): {why}")
         m = TRIAL_RE.match(line)
         if m:
             new_trial(tag=f"{m.group(1)}/{m.group(2)}", seed=int(m.group(3)) if len(m.group(3)) < 30 else None)
@@ -251,11 +325,26 @@ def parse_text(text, path="<text>", binary=False):
             else:
                 target.stop_message = m.group(3).strip()[:500]
             continue
+        m = SUMMARY_RE.match(line)
+        if m:  # the script's own account of the trial's end: it must agree with the val lines read
+            tag = f"{m.group(1)}/{m.group(2)}"
+            target = current if current is not None and current.tag in (tag, None) else None
+            if target is None or not target.points or target.stopped:
+                continue
+            target.summary_step, value, last_point = int(m.group(3)), _number(m.group(4)), target.points[-1]
+            if target.summary_step == last_point.train_steps and last_point.step < last_point.train_steps:
+                log.warnings.append(f"{where}: the summary says trial {tag} ran to step {target.summary_step}, but its "
+                                    f"last val line is at step {last_point.step}: the log lacks its final val line")
+            elif target.summary_step == last_point.step and value != last_point.val_loss:  # (a nan one: stopped)
+                log.warnings.append(f"{where}: the summary says final_val_loss {m.group(4)}, but the val line at step "
+                                    f"{last_point.step} says {last_point.val_loss}")
+            continue
         m = RESUME_RE.match(line)
         if m:  # a checkpointed run goes on in the same trial, in the same file
             tag = f"{m.group(1)}/{m.group(2)}"
-            if current is not None and current.tag == tag:
+            if current is not None and current.tag in (tag, None):  # None: a capture without the trial lines
                 current.resumed_at.append(int(m.group(3)))
+                resumed_from = int(m.group(3))
             else:
                 log.warnings.append(f"{where}: resume of trial {tag}, which is not the trial in progress; ignored")
             continue
@@ -278,26 +367,23 @@ def parse_text(text, path="<text>", binary=False):
             train_time /= 1000
         step_avg = _number(a.group(1)) if a else None
         extra = _columns(line, m.end())
-        cols = (t is not None, a is not None, tuple(extra))
-        if lineno == len(lines) - 1 and unterminated and columns is not None and cols != columns:
-            log.warnings.append(f"{where}: last line is truncated; skipped")
-            if current is not None:
-                current.cut = True
-            continue
-        columns = cols
+        again = resumed_from is not None and step >= resumed_from  # printed before the stop, printed again
         if current is None or (step == 0 and current.points):
             new_trial()
         elif current.tag is None and current.points and (
-                step < current.points[-1].step or train_steps != current.points[-1].train_steps):
+                (step < current.points[-1].step and not again) or train_steps != current.points[-1].train_steps):
             new_trial()  # no trial lines: the step going back (or another train_steps) starts the next run
         if current.points:
             prev = current.points[-1]
-            if step == prev.step and train_steps == prev.train_steps and loss == prev.val_loss:
-                continue  # the val of a resumed run's first step, printed again
+            if train_steps == prev.train_steps and step <= prev.step and (step == prev.step or again):
+                before = next((p for p in current.points if p.step == step), None)
+                if before is not None and loss == before.val_loss:
+                    continue  # the val of a resumed run's first step(s), printed again
             if step <= prev.step or train_steps != prev.train_steps:
                 log.warnings.append(f"{where}: step {step}/{train_steps} after step {prev.step}/{prev.train_steps} "
                                     "in the same trial; skipped")
                 continue
+        resumed_from = None
         current.points.append(ValPoint(step, train_steps, loss, train_time, step_avg, extra, _decimals(m.group(3))))
     if current is not None and not current.points:
         new_trial()  # drops the empty last trial (with its warning)
@@ -332,8 +418,9 @@ class Runs:
 
 
 def expand(paths):
-    """(files, skipped): the files named, with directories walked (sorted, recursively, hidden entries
-    left out) for names ending in LOG_SUFFIXES; skipped holds one message per directory for the rest."""
+    """(files, skipped): the files named, with directories walked (sorted, recursively, hidden entries and the
+    files of an approach directory left out) for names ending in LOG_SUFFIXES; skipped holds one message per
+    directory for the rest."""
     files, skipped = [], []
     for path in paths:
         if not os.path.isdir(path):
@@ -343,7 +430,7 @@ def expand(paths):
         for root, dirs, names in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(names):
-                if name.startswith("."):
+                if name.startswith(".") or name.endswith(APPROACH_FILES):  # passed over without a word
                     continue
                 full = os.path.join(root, name)
                 (files if name.lower().endswith(LOG_SUFFIXES) else other).append(full)

@@ -6,7 +6,7 @@ Copies the repo root's train_gpt_simple.py and writes a README.md template to fi
 are letters, digits, '-' and '_' (at most 64 characters). An existing directory is never
 overwritten.
 
-Exit status: 0 created, 1 the directory exists, 2 bad names or no train_gpt_simple.py.
+Exit status: 0 created, 2 bad input: the directory exists, a bad name, or no train_gpt_simple.py.
 """
 import argparse
 import os
@@ -80,7 +80,7 @@ def main(argv=None):
         os.mkdir(target)
     except FileExistsError:
         print(f"error: {target} already exists; not overwriting it (pick another approach name)", file=sys.stderr)
-        return 1
+        return 2
     except OSError as e:
         print(f"error: {target}: {e.strerror or e}", file=sys.stderr)
         return 2

@@ -12,7 +12,9 @@ in order (one per group; default: the first file's name). --metric NAME plots an
 val lines (e.g. val_ema_loss; default val_loss). Single runs are drawn as faint lines. The top
 panel shows the whole run (log scale), the bottom one the last 20% of the steps; both show the 3.28
 target and the public baseline's val_loss mean +- std (tools/reference/baseline_curve.csv;
---no-reference leaves it out). -o names the PNG; an existing directory gets DIR/curve.png, a name
+--no-reference leaves it out). A value that is not finite (a run that diverged) is not drawn: the
+run's line, and the mean line where a run is not finite, break there, and a note on stderr names the
+run and the steps. -o names the PNG; an existing directory gets DIR/curve.png, a name
 without an extension gets .png, and the output says the path it wrote.
 
 Exit status: 0 written, 2 bad input.
@@ -29,20 +31,50 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 
 
 def group_curve(trials, metric=DEFAULT_METRIC):
-    """(steps, mean, std) of `metric` over the val steps present in every run, finite values only."""
+    """(steps, mean, std) of `metric` over the val steps present in every run; mean and std are nan at a step
+    where a run's value is not finite, so the drawn line breaks there instead of bridging the gap."""
     maps = [t.losses(metric) for t in trials]
     common = set.intersection(*(set(m) for m in maps))
     steps, means, stds = [], [], []
     for s in sorted(common):
         vals = [m[s] for m in maps]
-        if not all(math.isfinite(v) for v in vals):
-            continue
-        mean = sum(vals) / len(vals)
-        sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        if all(math.isfinite(v) for v in vals):
+            mean = sum(vals) / len(vals)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        else:
+            mean = sd = float("nan")
         steps.append(s)
         means.append(mean)
         stds.append(sd)
     return steps, means, stds
+
+
+def run_series(trial, metric=DEFAULT_METRIC):
+    """(steps, values) of one run, nan where its value is not finite (inf too): the line breaks there."""
+    points = sorted(trial.losses(metric).items())
+    return [s for s, _ in points], [v if math.isfinite(v) else float("nan") for _, v in points]
+
+
+def _steps(steps):
+    return ", ".join(map(str, steps[:6])) + (f" ... ({len(steps)} steps)" if len(steps) > 6 else "")
+
+
+def gap_notes(groups, labels, metric=DEFAULT_METRIC):
+    """One line per run with a value that is not finite, and per group whose mean has a gap: where the
+    plot draws no point and breaks the line."""
+    notes = []
+    for label, group in zip(labels, groups):
+        for t in group:
+            bad = [s for s, v in sorted(t.losses(metric).items()) if not math.isfinite(v)]
+            if bad:
+                notes.append(f"{label}: {t.name}: {metric} is not finite at step {_steps(bad)}: no point there, "
+                             "its line breaks")
+        steps, means, _ = group_curve(group, metric)
+        gaps = [s for s, m in zip(steps, means) if m != m]
+        if gaps:
+            notes.append(f"{label}: no mean at step {_steps(gaps)} (a run's {metric} is not finite there): "
+                         "the mean line breaks")
+    return notes
 
 
 def plot(groups, labels, output, reference=True, title=None, metric=DEFAULT_METRIC):
@@ -75,12 +107,12 @@ def plot(groups, labels, output, reference=True, title=None, metric=DEFAULT_METR
         for i, (group, (steps, mean, sd), label) in enumerate(zip(groups, curves, labels)):
             c = COLORS[i % len(COLORS)]
             s, m, d = np.array(steps, dtype=float), np.array(mean), np.array(sd)
-            for t in group:  # the single runs, faint (a stopped run shows where it ends)
-                pts = [(st, v) for st, v in sorted(t.losses(metric).items()) if math.isfinite(v)]
-                if pts:
-                    ax.plot(*zip(*pts), color=c, lw=0.8, alpha=0.45, marker="." if zoomed else None, ms=3)
+            for t in group:  # the single runs, faint (a stopped run shows where it ends); nan breaks the line
+                xs, ys = run_series(t, metric)
+                if xs:
+                    ax.plot(xs, ys, color=c, lw=0.8, alpha=0.45, marker="." if zoomed else None, ms=3)
                     if zoomed:
-                        zoom_vals += [v for st, v in pts if st >= lo]
+                        zoom_vals += [v for st, v in zip(xs, ys) if st >= lo]
             if zoomed:
                 zoom_vals += [v for st, v, e in zip(steps, mean, sd) if st >= lo for v in (v - e, v + e)]
             ax.fill_between(s, m - d, m + d, color=c, alpha=0.25, lw=0)
@@ -155,12 +187,14 @@ def main(argv=None):
         return 2
     labels = args.label or [os.path.splitext(os.path.basename(os.path.normpath(f[0])))[0] +
                             (f" +{len(f) - 1}" if len(f) > 1 else "") for f in file_groups]
-    bad = [label for label, g in zip(labels, groups) if not group_curve(g, args.metric)[0]]
+    bad = [label for label, g in zip(labels, groups) if not any(m == m for m in group_curve(g, args.metric)[1])]
     if bad:
         print(f"error: group {', '.join(bad)}: no val step with a finite {args.metric} in every run "
               f"(the columns these runs log: {', '.join(sorted({c for g in groups for t in g for c in t.columns()}))})",
               file=sys.stderr)
         return 2
+    for note in gap_notes(groups, labels, args.metric):
+        print(f"note: {note}", file=sys.stderr)
     output = output_path(args.output)
     try:
         plot(groups, labels, output, reference=not args.no_reference, title=args.title, metric=args.metric)

@@ -64,6 +64,8 @@ def _git_export(gitdir, out):
     for sha, path in entries:
         end = batch.index(b"\n", pos)
         header = batch[pos:end].split()
+        if header[:1] != [sha]:
+            raise SourceError(f"{gitdir}: git cat-file answered {bytes(batch[pos:end])[:80]!r} for {path}")
         if len(header) < 3:  # "<sha> missing": a file the mirror does not hold
             pos = end + 1
             continue
@@ -114,7 +116,7 @@ def check_row(track, row):
     metric = METRICS.get(row["row"], "val_loss")
     out = {"row": row["row"], "declared": row["steps"], "evidence": f"{row['mean']:.4f} (n={row['n']})",
            "metric": metric, "read": os.path.relpath(target, track), "pass": False, "n": None, "mean": None,
-           "margin": None, "reason": "", "notes": []}
+           "margin": None, "notes": []}  # "reason" is set on every path below
     try:
         runs = read_runs([target])
         out["notes"] = runs.skipped + runs.notes

@@ -19,11 +19,12 @@ DIR/public_logs/; --public-source names the public folder, --hardware the GPUs, 
 published step, recorded as published: "claim_holds" says whether it passes the bar over those logs.
 
 Checking: DIR/results.json against the schema (required: agent_id, experiment, optimizer,
-steps_to_3_28, final_val_loss; types; finite numbers; 0 < steps) and against the training logs in
-DIR (*.txt, *.log that parse as logs; DIR/public_logs/ for a ported record): the claimed step must be
-the earliest passing step under the file's significance_bar and metric, mean/std/final losses must
-agree within 5e-5, num_runs must match. Run identity: at least one log must have been written by
-DIR/train_gpt_simple.py (its embedded script is the file's text); each log that was not is named.
+steps_to_3_28, final_val_loss; types; finite numbers; 0 < steps; no key given twice) and against
+the training logs in DIR (*.txt, *.log that parse as logs; DIR/public_logs/ for a ported record):
+the claimed step must be the earliest passing step under the file's significance_bar and metric,
+mean/std/final losses must agree within 5e-5, num_runs must match. Run identity: at least one log
+must have been written by DIR/train_gpt_simple.py (its embedded script is the file's text); each log
+that was not is named.
 
 Exit status: 0 ok, 1 no passing step (writing) or any problem (checking), 2 bad input.
 """
@@ -64,12 +65,30 @@ def _reject_constant(name):
     raise ValueError(f"non-finite number {name} (JSON has no NaN or Infinity)")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    """A JSON object's pairs as a dict; a key given twice raises _DuplicateKey (json would keep the last silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def load_json(path):
     """The object in `path`; raises ResultsError (the message does not repeat the path)."""
     try:
         with open(path, "rb") as f:
             raw = f.read(1 << 24)
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        key = e.args[0]
+        raise ResultsError(f"duplicate key {json.dumps(key[:80], ensure_ascii=False)}: JSON would keep only the last "
+                           "one; remove the other, or rewrite the file with python -m tools.results") from None
     except OSError as e:
         raise ResultsError(f"cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError:
@@ -370,7 +389,9 @@ def write_results(args):
         return 2
     print(f"wrote {output}: steps_to_3_28 {claim.step} on {args.metric} (mean {fmt(claim.mean)}, std {fmt(claim.std)}, "
           f"n {a['n']}, margin {fmt(claim.margin)} {'>=' if claim.passed else '<'} bar {args.bar}); final_val_loss "
-          f"{fmt(final.mean)} at step {final.step}")
+          f"{fmt(final.mean)} at step {final.step}" + ("" if final.step == a["train_steps"] else
+                                                       f" (not train_steps {a['train_steps']}: a run has no val "
+                                                       "line there; see the warnings)"))
     return 0
 
 
@@ -394,10 +415,13 @@ def check(target, as_json=False):
         return 1 if out["problems"] else 0
     for note in out["notes"]:
         print(f"note: {note}", file=sys.stderr)
+    if out["data"] is None:  # the file itself cannot be read: one line
+        print(f"FAILED: {out['path']}: {out['problems'][0][1]}", file=sys.stderr)
+        return 1
     if out["problems"]:
         print(f"FAILED: {out['path']}: {len(out['problems'])} problem(s):", file=sys.stderr)
         for key, msg in out["problems"]:
-            print(f"  {key}: {msg}" if key != "results.json" else f"  {msg}", file=sys.stderr)
+            print(f"  {key}: {msg}", file=sys.stderr)
         return 1
     d = out["data"]
     at = at_step(a, d["steps_to_3_28"])
