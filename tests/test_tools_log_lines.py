@@ -223,13 +223,16 @@ def test_untagged_capture_repeating_the_resumed_step_is_one_run(tmp_path, capsys
     assert code == 0 and out["claim"]["step"] == 3125  # n=1 at 3.275 there: margin exactly 0.005
 
 
-def test_untagged_capture_with_a_resume_line_repeating_several_steps_is_one_run(tmp_path):
+@pytest.mark.parametrize("resume_line", ["trial 1/1 resumed from checkpoints/x.pt at step 1626",
+                                         "trial 1/1 resumed from checkpoints/x.pt at step 1626 on world_size 4 "
+                                         "(micro_batch_seqs 64)"])
+def test_untagged_capture_with_a_resume_line_repeating_several_steps_is_one_run(tmp_path, resume_line):
     # a checkpoint at 1626 (step 1625 done), vals printed at 1750 and 1875, a crash, a resume from 1626: the vals at
     # 1750 and 1875 come again after the resume line
     points = curve(3.274)
     lines = _capture(points)
     i = lines.index(val_line(1875, 3250, points[1875]))
-    lines[i + 1:i + 1] = ["trial 1/1 resumed from checkpoints/x.pt at step 1626", val_line(1750, 3250, points[1750]),
+    lines[i + 1:i + 1] = [resume_line, val_line(1750, 3250, points[1750]),
                           val_line(1875, 3250, points[1875])]
     log = parse_file(write(tmp_path / "run.out", "\n".join(lines) + "\n"))
     assert len(log.trials) == 1 and log.warnings == []

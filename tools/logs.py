@@ -63,7 +63,8 @@ TRIAL_RE = re.compile(r"^\s*trial (\d+)/(\d+) seed (\d+)\s*$")
 STOP_RE = re.compile(r"^\s*trial (\d+)/(\d+) stopped:\s*(.*)$")  # a non-finite loss ("stopped by signal" is not)
 SUMMARY_RE = re.compile(r"^\s*trial (\d+)/(\d+) summary: steps (\d{1,9}) final_val_loss (" + _NUM + r")(?=\s|$)",
                         re.IGNORECASE)
-RESUME_RE = re.compile(r"^\s*trial (\d+)/(\d+) resumed from .* at step (\d{1,9})\s*$")
+RESUME_RE = re.compile(r"^\s*trial (\d+)/(\d+) resumed from .* at step (\d{1,9})"
+                       r"(?: on world_size \d+ \(micro_batch_seqs \d+\))?\s*$")  # the world size: since 2026-12
 WORLD_RE = re.compile(r"\bworld_size[ :=]+(\d{1,6})\b")
 DEVICE_RE = re.compile(r"\bdevice(?:_name=| )([^|\n]+?)\s*(?:\||\bwith\b|$)", re.MULTILINE)
 
