@@ -13,11 +13,11 @@ def val_every_5(step):
     return step % 5 == 0
 
 
-def tiny_stack(module, layers, seed=0):
-    """A GPT(64, layers, 16) of `module` with random block matrices (rows of very different norms, so that RowFloor
+def tiny_stack(module, layers, seed=0, dim=16):
+    """A GPT(64, layers, dim) of `module` with random block matrices (rows of very different norms, so that RowFloor
     lifts some rows and not others) and every other parameter as init_params leaves it."""
     torch.manual_seed(seed)
-    model = module.GPT(64, layers, 16)
+    model = module.GPT(64, layers, dim)
     module.init_params(model)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

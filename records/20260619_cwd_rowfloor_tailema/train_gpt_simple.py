@@ -212,18 +212,19 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
     return X.mT if G.size(-2) > G.size(-1) else X
 
 
-def cosine(a, b):
-    """Cosine of every pair of matrices of two (k, m, n) batches."""
-    return (a * b).sum(dim=(-2, -1)) / (a.norm(dim=(-2, -1)) * b.norm(dim=(-2, -1))).clamp_min(1e-8)
+def cosine(a, b, norm_a, norm_b):
+    """Cosine of every pair of matrices of two (k, m, n) batches, given their Frobenius norms."""
+    return (a * b).sum(dim=(-2, -1)) / (norm_a * norm_b).clamp_min(1e-8)
 
 
 def trust_gate(raw, soap, grad, step):
     """How far each attn.proj matrix follows its SOAP direction s rather than the raw momentum u: the product of
     the agreement (cos(s, u) - 0.2) / 0.8 and the alignment cos(s, g) / cos(u, g), each clamped to [0, 1]; then
     bounded to [0.45, 0.85] until step 1375, the floor fading linearly to 0 by step 1625, [0, 1] from then on."""
-    agree = ((cosine(soap, raw) - trust_min_agree) / (1 - trust_min_agree)).clamp(0, 1)
-    align = ((cosine(soap, grad) - trust_min_grad_align)
-             / (cosine(raw, grad) - trust_min_grad_align).clamp_min(1e-8)).clamp(0, 1)
+    r, s, g = (x.norm(dim=(-2, -1)) for x in (raw, soap, grad))
+    agree = ((cosine(soap, raw, s, r) - trust_min_agree) / (1 - trust_min_agree)).clamp(0, 1)
+    align = ((cosine(soap, grad, s, g) - trust_min_grad_align)
+             / (cosine(raw, grad, r, g) - trust_min_grad_align).clamp_min(1e-8)).clamp(0, 1)
     if step < trust_floor_end:
         floor = trust_floor
     elif step >= trust_fade_end:
@@ -241,9 +242,9 @@ def brake_and_floor(U, W):
     coeff = (u * w).sum(dim=(-2, -1), keepdim=True) / (w * w).sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
     radial = coeff * w
     U = ((u - radial) + torch.where(coeff < 0, radial_outward, radial_inward) * radial).to(U.dtype)
-    lift = row_floor * w.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    lift = lift / U.float().norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    return (U.float() * lift.clamp(min=1.0).pow(row_floor_power)).to(U.dtype)
+    u = U.float()
+    lift = row_floor * w.norm(dim=-1, keepdim=True).clamp_min(1e-8) / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return (u * lift.clamp(min=1.0).pow(row_floor_power)).to(U.dtype)
 
 
 def eigenbasis(G):
@@ -258,10 +259,11 @@ def eigenbasis(G):
 
 def refreshed_basis(G, Q):
     """One step of the power/QR iteration towards G's eigenbasis: Q's columns sorted by their eigenvalue estimates
-    diag(Qᵀ G Q), descending, then qr(G Q). Returns the new basis and the order (to permute the second moment)."""
+    diag(Qᵀ G Q), descending, then qr(G Q): its Q from the Householder reflectors (R is not needed). Returns the new
+    basis and the order (to permute the second moment)."""
     GQ = G @ Q
     order = (Q * GQ).sum(dim=-2).argsort(dim=-1, descending=True)
-    return torch.linalg.qr(GQ.gather(-1, order[:, None, :].expand_as(GQ))).Q, order
+    return torch.linalg.householder_product(*torch.geqrf(GQ.gather(-1, order[:, None, :].expand_as(GQ)))), order
 
 
 def compiled(fn, device):
@@ -396,24 +398,26 @@ class Muon(MatrixOptimizer):
                          col_gram=G.new_zeros(k, n, n))
         state["momentum"].lerp_(G, 1 - mu)
         u = G.lerp(state["momentum"], mu)
-        s = u
-        if "row_basis" in state:  # SOAP: Adam's second moment in the eigenbases of the Gram EMAs, u's Gram norm kept
+        s, soap = u, "row_basis" in state
+        u_norm = gram_norm(u, 1e-8) if soap or group["blend"] else None  # kept by SOAP and by the blend
+        if soap:  # SOAP: Adam's second moment in the eigenbases of the Gram EMAs, u's Gram norm kept
             Qr, Qc, v = state["row_basis"], state["col_basis"], state["exp_avg_sq"]
             projected = Qr.mT @ u @ Qc
             v.mul_(soap_beta2).add_(projected.square(), alpha=1 - soap_beta2)
             s = Qr @ (projected / v.clamp_min(1e-16).pow(soap_denom_power)) @ Qc.mT
-            s.mul_((gram_norm(u, 1e-8) / gram_norm(s, 1e-8))[:, None, None])
+            s.mul_((u_norm / gram_norm(s, 1e-8))[:, None, None])
         if group["blend"]:  # attention: a blend of u and s with u's Gram norm, attn.proj's from the trust gate
-            gate = trust_gate(u, s, G, t) if group["blend"] == "trust" else torch.ones(k, device=G.device)
-            s = u + (s - u) * gate[:, None, None]
-            s = s * (gram_norm(u, 1e-8) / gram_norm(s, 1e-8))[:, None, None]
+            towards = s - u  # x a gate of 1 for q, k, v (exact: the product would change no bit)
+            s = u + (towards * trust_gate(u, s, G, t)[:, None, None] if group["blend"] == "trust" else towards)
+            s = s * (u_norm / gram_norm(s, 1e-8))[:, None, None]
         U = self.brake_and_floor(self.newton_schulz(s) * max(1, m / n) ** 0.5, W)
+        UW = U.float() * W
         radius = W.norm(dim=(-2, -1)).clamp_min(1e-8)
-        radius = (radius + -lr * (U.float() * W).sum(dim=(-2, -1)) / radius).clamp_min(1e-8)  # the radial change only
-        shrinks = (U.float() * W > 0).to(W.dtype)
-        W = W.add(U, alpha=-lr)
+        radius = (radius + -lr * UW.sum(dim=(-2, -1)) / radius).clamp_min(1e-8)  # the radial change only
+        decay = (UW > 0).to(W.dtype).mul_(-(lr * cautious_wd)).add_(1.0)  # 1 - lr 0.025 where the step shrinks |W|
+        W.add_(U, alpha=-lr)  # in place: W is this stack's part of the buffer the all-gather sends
         W.mul_((radius / W.norm(dim=(-2, -1)).clamp_min(1e-8))[:, None, None])  # the radius pin
-        W.mul_(1.0 - (lr * cautious_wd) * shrinks)  # cautious weight decay, after the pin
+        W.mul_(decay)  # cautious weight decay, after the pin
         state["row_gram"].lerp_(G @ G.mT, 1 - soap_beta2)
         state["col_gram"].lerp_(G.mT @ G, 1 - soap_beta2)
         if "row_basis" not in state:
