@@ -51,8 +51,8 @@ BATCH, SEQ_LEN, VOCAB = 8 * 64 * 1024, 1024, 50257
 BRANCH_P = (0.5, 0.25, 0.125, 0.125)  # the Markov chain's successor probabilities
 WINDOW = (25, 125)  # ms/step over the steps in [25, 125): after compilation and warm-up, no val pass inside
 # phase: (nominal limit, least useful time) in seconds, for the real GPU run
-LIMITS = dict(sdpa=(60, 20), check=(200, 100), ours=(240, 150), public=(300, 150), before46=(100, 50),
-              after46=(100, 50))
+LIMITS = dict(sdpa=(60, 20), check=(200, 100), ours=(240, 150), public=(300, 150), before46=(120, 60),
+              after46=(120, 60))
 PHASES = ("data", "sdpa", "check", "ours", "public", "before46", "after46")
 RECORD46 = ROOT / "records" / "20260619_cwd_rowfloor_tailema" / "train_gpt_simple.py"
 H200_FWD_BWD_MS = 1020.0  # 1033.7 ms/step - 13.7 ms optimizer: the baseline on one H200, tools.speed, 2026-11-30

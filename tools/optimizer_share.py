@@ -357,8 +357,8 @@ def profile_step(module, one_step, device, script_path):
         if ".py(" in evt.name or evt.name.startswith("<built-in"):  # the Python tracer's function events
             continue
         us = evt.self_device_time_total if device.type == "cuda" else evt.self_cpu_time_total
-        nested = evt.cpu_parent is not None and evt.cpu_parent.name == evt.name  # an op's out= variant inside it
-        flops = (evt.flops or 0) + (0 if nested else analytic_flops(evt.name, evt.input_shapes))
+        outer = any(c.name == evt.name for c in evt.cpu_children)  # its out= variant inside it does the work
+        flops = (evt.flops or 0) + (0 if outer else analytic_flops(evt.name, evt.input_shapes))
         if not us and not flops:
             continue
         fn, parent = "(outside the script)", evt.cpu_parent
