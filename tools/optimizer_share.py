@@ -17,7 +17,6 @@ import math
 import os
 import statistics
 import time
-import types
 
 import torch
 
@@ -49,8 +48,8 @@ class StandIn:
         output.view(self.world_size, -1).copy_(input.expand(self.world_size, -1))  # every part written, as NCCL does
 
     def __getattr__(self, name):
-        raise RuntimeError(f"tools.speed --share: the script calls torch.distributed.{name} in its optimizer step; only "
-                           "reduce_scatter_tensor and all_gather_into_tensor (MatrixOptimizer's) are stood in for")
+        raise RuntimeError(f"tools.speed --share: the script calls torch.distributed.{name} in its optimizer step; "
+                           "only reduce_scatter_tensor and all_gather_into_tensor (MatrixOptimizer's) are stood in for")
 
 
 @contextlib.contextmanager
@@ -93,8 +92,8 @@ def balance(module, world_sizes=(1, 2, 4, 8)):
                                      share=[round(x / sum(load), 4) for x in load])
     out["optimizers"] = [type(o).__name__ for o in opts]
     out["matrices"] = sum(len(o.owner) for o in opts)
-    out["cost_of"] = {f"{n.split('.', 2)[-1] if n.startswith('blocks.') else n} {tuple(p.shape)}": opts[0].cost(*p.shape)
-                      for opt in opts for p in opt.owner for n in [names[p]] if n.startswith("blocks.0.")}
+    out["cost_of"] = {f"{names[p].split('.', 2)[-1]} {tuple(p.shape)}": opt.cost(*p.shape)
+                      for opt in opts for p in opt.owner if names[p].startswith("blocks.0.")}
     return out
 
 
@@ -182,7 +181,8 @@ def time_share(module, world_size, rank, device, steps=3, warmup=1, at_step=1000
                stacks=[dict(optimizer=o, group=g, shape=s, k=k) for o, g, s, k in stacks],
                first_step_ms=round(1000 * first, 2), step_ms=round(1000 * statistics.median(totals), 2),
                update_ms=round(1000 * statistics.median(update_sums), 2), steps_timed=steps,
-               update_ms_per_stack=[dict(shape=list(calls[0][0]), ms=round(1000 * statistics.median(s for _, s in calls), 2))
+               update_ms_per_stack=[dict(shape=list(calls[0][0]),
+                                         ms=round(1000 * statistics.median(s for _, s in calls), 2))
                                     for calls in zip(*per_stack)],
                state_mib=round(sum(v.nbytes for opt in opts for st in opt.state.values() for v in st.values()
                                    if torch.is_tensor(v)) / 2 ** 20, 1))
@@ -217,8 +217,8 @@ def compare_shares(module, other, world_size, rank, device, steps=5, at_step=100
                 cpu_times[i].append(cpu)
         mine = [[p for opt in o for _, P in opt.stacks for p in P] for o in opts]
         diff = max((a - b).abs().max().item() for a, b in zip(*mine))
-        states = [[v for opt in o for _, P in opt.stacks for p in P for v in opt.state[p].values() if torch.is_tensor(v)]
-                  for o in opts]
+        states = [[v for opt in o for _, P in opt.stacks for p in P for v in opt.state[p].values()
+                   if torch.is_tensor(v)] for o in opts]
         same_state = len(states[0]) == len(states[1]) and all(torch.equal(a, b) for a, b in zip(*states))
         differ.append(dict(step=k, max_param_diff=diff, params_equal=diff == 0 and all(
             torch.equal(a, b) for a, b in zip(*mine)), state_equal=same_state))
@@ -240,8 +240,9 @@ def format_compare(rep):
              f"  ratio {rep['ratio']} (second / first); process CPU time (all threads; what a shared machine's other "
              f"jobs do not inflate): {rep['cpu_ms'][0]:.0f} and {rep['cpu_ms'][1]:.0f} ms, ratio {rep['cpu_ratio']}",
              "  results: " + ("bitwise equal after every step (parameters and optimizer state)" if rep["bitwise_equal"]
-                              else "DIFFER: " + "; ".join(f"step {d['step']}: max |param diff| {d['max_param_diff']:.3g}, "
-                                                          f"state equal {d['state_equal']}" for d in rep["steps"]))]
+                              else "DIFFER: " + "; ".join(f"step {d['step']}: max |param diff| "
+                                                          f"{d['max_param_diff']:.3g}, state equal {d['state_equal']}"
+                                                          for d in rep["steps"]))]
     return "\n".join(lines)
 
 
@@ -297,7 +298,7 @@ def estimate_step(world_size, fwd_bwd_full_ms, shares_ms, replicated, busbw_gbs=
     each), ring all-reduce of the other gradients (2 (W-1)/W), at `busbw_gbs` GB/s, no latency term, no overlap
     (the whole-model compile releases the gradients at the end of the backward). ms."""
     w = world_size
-    matrix_buffer = replicated["matrix_bytes"]  # about W x part: what the reduce-scatter reads and the all-gather writes
+    matrix_buffer = replicated["matrix_bytes"]  # ~W x part: what the reduce-scatter reads, the all-gather writes
     comm_bytes = (2 * (w - 1) / w) * matrix_buffer + (2 * (w - 1) / w) * replicated["other_grad_bytes"]
     collectives = 1000 * comm_bytes / (busbw_gbs * 1e9) if w > 1 else 0.0
     parts = dict(forward_backward_ms=fwd_bwd_full_ms / w, slowest_share_ms=max(shares_ms),
@@ -385,8 +386,9 @@ def profile_step(module, one_step, device, script_path):
             agg = d.setdefault(key, dict(ms=0.0, gflop=0.0))
             agg["ms"] += r["ms"]
             agg["gflop"] += r["flop"] / 1e9
-    tidy = lambda d: {k: dict(ms=round(v["ms"], 2), gflop=round(v["gflop"], 4), share=round(v["ms"] / total, 4)  # noqa: E731
-                              if total else 0.0) for k, v in sorted(d.items(), key=lambda kv: -kv[1]["ms"])}
+    def tidy(d):
+        return {k: dict(ms=round(v["ms"], 2), gflop=round(v["gflop"], 4), share=round(v["ms"] / total, 4) if total
+                        else 0.0) for k, v in sorted(d.items(), key=lambda kv: -kv[1]["ms"])}
     return dict(total_ms=round(total, 2), by_kind=tidy(by_kind), by_function=tidy(by_function), ops=table,
                 timer="device (CUDA kernels)" if device.type == "cuda" else "CPU self time",
                 note="profiled step: the profiler's own overhead inflates small ops; the timed steps have none")
@@ -418,14 +420,16 @@ def share_report(module, world_size, ranks, device, steps, warmup, at_step, prof
         rep["gpu"] = torch.cuda.get_device_name(device)
     for r in ranks:
         say(f"rank {r} of {world_size}: building and timing its share on {device}")
-        rep["ranks"].append(time_share(module, world_size, r, device, steps, warmup, at_step, profile and r == ranks[0]))
+        rep["ranks"].append(time_share(module, world_size, r, device, steps, warmup, at_step,
+                                       profile and r == ranks[0]))
         say("  " + ", ".join(f"{s['shape']}: {s['ms']:.1f} ms" for s in rep["ranks"][-1]["update_ms_per_stack"]))
     say("the replicated optimizers")
     rep["replicated"] = time_replicated(module, device, steps, warmup, at_step)
     batch_seqs = module.batch_size // module.seq_len
     per_rank = batch_seqs // world_size
     if fwd_bwd_ms_given is not None:
-        rep["forward_backward"] = dict(source="given (--fwd-bwd-ms): the whole batch on one device", full_ms=fwd_bwd_ms_given)
+        rep["forward_backward"] = dict(source="given (--fwd-bwd-ms): the whole batch on one device",
+                                       full_ms=fwd_bwd_ms_given)
     else:
         seqs = min(fwd_seqs or per_rank, per_rank)
         micro = min(seqs, module.choose_micro_batch(device, per_rank, world_size))
@@ -435,8 +439,8 @@ def share_report(module, world_size, ranks, device, steps, warmup, at_step, prof
                                        f"{'compiled' if device.type == 'cuda' else 'eager'}, scaled linearly to "
                                        f"{batch_seqs}", measured_ms=round(ms, 2), seqs=seqs,
                                        full_ms=round(ms * batch_seqs / seqs, 2))
-    rep["estimate"] = estimate_step(world_size, rep["forward_backward"]["full_ms"], [r["step_ms"] for r in rep["ranks"]],
-                                    rep["replicated"], busbw_gbs)
+    rep["estimate"] = estimate_step(world_size, rep["forward_backward"]["full_ms"],
+                                    [r["step_ms"] for r in rep["ranks"]], rep["replicated"], busbw_gbs)
     rep["estimate"]["ranks_timed"] = len(ranks)
     rep["busbw_gbs"] = busbw_gbs
     return rep
@@ -460,12 +464,14 @@ def format_share(rep):
             lines.append(format_profile(r["profile"]))
     fb, est = rep["forward_backward"], rep["estimate"]
     lines.append(f"ESTIMATE of one step at W = {w} (not a {w}-rank measurement):")
-    lines.append(f"  forward+backward  {est['forward_backward_ms']:9.2f} ms  = {fb['full_ms']:.1f} ms / {w} ({fb['source']})")
-    lines.append(f"  slowest share     {est['slowest_share_ms']:9.2f} ms  (the slowest of the {est['ranks_timed']} rank(s) "
-                 "timed above)")
+    lines.append(f"  forward+backward  {est['forward_backward_ms']:9.2f} ms  = {fb['full_ms']:.1f} ms / {w} "
+                 f"({fb['source']})")
+    lines.append(f"  slowest share     {est['slowest_share_ms']:9.2f} ms  (the slowest of the {est['ranks_timed']} "
+                 "rank(s) timed above)")
     lines.append(f"  replicated        {est['replicated_ms']:9.2f} ms")
-    lines.append(f"  collectives       {est['collectives_ms']:9.2f} ms  (bandwidth model, not measured: ring reduce-scatter "
-                 f"+ all-gather of {rp['matrix_bytes'] / 1e6:.0f} MB of matrices, all-reduce of {rp['other_grad_bytes'] / 1e6:.0f}"
-                 f" MB of other gradients, at an assumed {rep['busbw_gbs']:.0f} GB/s bus bandwidth, no latency, no overlap)")
+    lines.append(f"  collectives       {est['collectives_ms']:9.2f} ms  (bandwidth model, not measured: ring "
+                 f"reduce-scatter + all-gather of {rp['matrix_bytes'] / 1e6:.0f} MB of matrices, all-reduce of "
+                 f"{rp['other_grad_bytes'] / 1e6:.0f} MB of other gradients, at an assumed {rep['busbw_gbs']:.0f} GB/s "
+                 "bus bandwidth, no latency, no overlap)")
     lines.append(f"  step              {est['step_ms']:9.2f} ms  (estimate)")
     return "\n".join(lines)
