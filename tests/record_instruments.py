@@ -13,11 +13,11 @@ def val_every_5(step):
     return step % 5 == 0
 
 
-def tiny_stack(module, layers, seed=0):
-    """A GPT(64, layers, 16) of `module` with random block matrices (rows of very different norms, so that RowFloor
+def tiny_stack(module, layers, seed=0, dim=16):
+    """A GPT(64, layers, dim) of `module` with random block matrices (rows of very different norms, so that RowFloor
     lifts some rows and not others) and every other parameter as init_params leaves it."""
     torch.manual_seed(seed)
-    model = module.GPT(64, layers, 16)
+    model = module.GPT(64, layers, dim)
     module.init_params(model)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -27,10 +27,14 @@ def tiny_stack(module, layers, seed=0):
     return model
 
 
-def sharded_muon(module, result, layers=3, steps=4):
-    """Replace main(): the record's Muon alone on tiny_stack(layers), `steps` steps with fixed gradients, on every
-    rank of this launch; each of the W ranks is handed gradient / W, so the sum over ranks is the gradient bitwise
-    (W a power of two). result["params"]: the block matrices after the last step; result["owned"]: how many
+SHARDED_STEPS = (0, 1, 2, 1500)  # steps of the script's schedule (the #46 trust gate's floor fades at 1500)
+
+
+def sharded_muon(module, result, layers=3, steps=SHARDED_STEPS):
+    """Replace main(): the script's matrix optimizer (make_optimizers()[0], a MatrixOptimizer) alone on
+    tiny_stack(layers), at `steps` of the script's schedule (set_hparams) with fixed random gradients, on every rank of
+    this launch. Rank 0 is handed the gradients and the other ranks zeros, so the reduce-scatter's sum is the gradient
+    bit for bit at any world size. result["params"]: the block matrices after the last step; result["owned"]: how many
     matrices this rank updated."""
     def main(num_trials=1):
         world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -38,15 +42,17 @@ def sharded_muon(module, result, layers=3, steps=4):
             dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=world_size)
         try:
             model = tiny_stack(module, layers)
-            named = [(n, p) for n, p in model.blocks.named_parameters() if p.ndim == 2]
-            muon = module.Muon(named, lr=0.0375, mu=0.95)
+            muon = module.make_optimizers(model)[0]
+            for group in muon.param_groups:
+                group["initial_lr"] = group["lr"]
+            named = [(n, p) for n, p in model.named_parameters() if p in muon.owner]
             result["owned"] = sum(owner == muon.rank for owner in muon.owner.values())
             gen = torch.Generator().manual_seed(7)
-            for step in range(steps):
-                for group in muon.param_groups:
-                    group["lr"], group["mu"] = 0.0375 * (1 - step / 10), 0.85 + 0.03 * step
+            for step in steps:
+                module.set_hparams(step, [muon], {})
                 for _, p in named:
-                    p.grad = torch.randn(p.shape, generator=gen) / world_size
+                    grad = torch.randn(p.shape, generator=gen)
+                    p.grad = grad if muon.rank == 0 else torch.zeros_like(grad)
                 muon.step()
             result["params"] = {n: p.detach().clone() for n, p in named}
         finally:

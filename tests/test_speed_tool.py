@@ -74,11 +74,11 @@ def test_check_cpu_passes_with_every_number(capsys):
 @needs_compiler
 def test_check_cpu_fails_on_a_recompile_and_says_why(tmp_path, capsys):
     text = BASELINE.read_text()
-    old = "            u = self.newton_schulz(u) * "
+    old = "        return self.newton_schulz(u) * "
     assert text.count(old) == 1
     path = tmp_path / "train_gpt_simple.py"  # a step counter passed into the compiled function: new graphs every step
-    path.write_text(text.replace(old, "            self.t = getattr(self, 't', 0) + 1\n"
-                                      "            u = self.newton_schulz(u, steps=12 + self.t % 2) * "))
+    path.write_text(text.replace(old, "        self.t = getattr(self, 't', 0) + 1\n"
+                                      "        return self.newton_schulz(u, steps=12 + self.t % 2) * "))
     assert speed.main([str(path), "--check", "--cpu"]) == 1
     out = capsys.readouterr().out
     assert "  FAIL  recompiles  3 new graph(s) in train step 1: newton_schulz (train_gpt_simple.py:" in out
@@ -192,3 +192,117 @@ def test_gpu_check_patches_the_public_loop_end_or_says_it_changed():
     assert "if step == train_steps or step == 125:" in patched and "val_tokens = 2097152" in patched
     with pytest.raises(ValueError, match="the public script changed: expected one loop end"):
         gpu_check.patch_public("val_tokens = 20 * 524288\n", 125, 2097152, rehearse=False)
+
+
+# -----------------------------------------------------------------------------
+# --balance and --share (tools/optimizer_share.py)
+
+RECORD46 = ROOT / "records" / "20260619_cwd_rowfloor_tailema" / "train_gpt_simple.py"
+
+
+def test_balance_json_has_every_rank_s_load_at_1_2_4_8():
+    out = subprocess.run([sys.executable, "-m", "tools.speed", str(RECORD46), "--balance", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rep = json.loads(out.stdout)
+    assert rep["optimizers"] == ["Muon"] and rep["matrices"] == 72
+    assert list(rep["world_sizes"]) == ["1", "2", "4", "8"]
+    square, mlp = 2 * 768 ** 3 + 2 * 768 * 768 * 1536, 3072 ** 3 + 768 ** 3 + 2 * 3072 * 768 * 3840
+    for w, r in rep["world_sizes"].items():
+        assert len(r["load"]) == int(w) and sum(r["load"]) == 48 * square + 24 * mlp
+        assert r["max_over_mean"] == round(max(r["load"]) / (sum(r["load"]) / int(w)), 4)
+    text = subprocess.run([sys.executable, "-m", "tools.speed", str(RECORD46), "--balance"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300).stdout
+    assert "   8     1.000   12.5% (9)" in text  # 3 MLP + 6 square matrices on each of 8 ranks
+
+
+def test_share_cpu_times_each_rank_and_adds_up_the_estimate(capsys):
+    assert speed.main([str(RECORD46), "--share", "2", "--cpu", "--steps", "1", "--profile", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["world_size"] == 2 and [r["rank"] for r in rep["ranks"]] == [0, 1]
+    # the tiny model: 2 layers of 16: 6 q, k, v + 2 attn.proj (16 x 16) and 4 MLP matrices, split by cost
+    assert [r["matrices"] for r in rep["ranks"]] == [6, 6]
+    # by cost, largest first, each to the least loaded rank: fc of both layers to rank 0, their mlp.proj to rank 1,
+    # then the squares alternately
+    assert [[(tuple(s["shape"]), s["k"]) for s in r["stacks"]] for r in rep["ranks"]] == [
+        [((16, 16), 3), ((16, 16), 1), ((64, 16), 2)], [((16, 16), 3), ((16, 16), 1), ((16, 64), 2)]]
+    for r in rep["ranks"]:
+        assert r["step_ms"] >= r["update_ms"] > 0 and r["first_step_ms"] > 0
+        assert len(r["update_ms_per_stack"]) == len(r["stacks"])
+    assert "profile" in rep["ranks"][0] and "profile" not in rep["ranks"][1]
+    kinds = rep["ranks"][0]["profile"]["by_kind"]
+    assert {"QR", "matmul"} <= set(kinds) and "eigh" not in kinds  # a later step: QR refreshes, no eigendecomposition
+    functions = rep["ranks"][0]["profile"]["by_function"]
+    assert {"update", "refreshed_basis", "newton_schulz", "step"} <= set(functions)
+    # QR FLOPs from the shapes, 4/3 n^3 for geqrf and for the Q formed, once per matrix and side: rank 0 owns 4
+    # square matrices (2 sides of 16) and both mlp.fc (64 x 16: a side of 64, a side of 16)
+    qr = sum(o["flop"] for o in rep["ranks"][0]["profile"]["ops"] if o["kind"] == "QR")
+    assert qr == pytest.approx(2 * 4 / 3 * (10 * 16 ** 3 + 2 * 64 ** 3), abs=10)  # each row rounded to a FLOP
+    est, fb, rp = rep["estimate"], rep["forward_backward"], rep["replicated"]
+    assert fb["seqs"] == 1 and fb["full_ms"] == pytest.approx(fb["measured_ms"] * 8, abs=0.05)  # 8 sequences a step
+    assert est["forward_backward_ms"] == round(fb["full_ms"] / 2, 2)
+    assert est["slowest_share_ms"] == max(r["step_ms"] for r in rep["ranks"])
+    assert est["collectives_ms"] == round(1000 * (rp["matrix_bytes"] + rp["other_grad_bytes"]) / 400e9, 2)
+    assert est["step_ms"] == pytest.approx(sum(est[k] for k in ("forward_backward_ms", "slowest_share_ms",
+                                                                "replicated_ms", "collectives_ms")), abs=0.02)
+    assert rp["names"] == ["AdamW", "AuxAdam"] and rp["matrix_params"] == 2 * (4 * 16 * 16 + 2 * 16 * 64)
+
+
+def test_share_and_balance_refuse_bad_input():
+    adamw = ROOT / "records" / "20260426_adamw" / "train_gpt_simple.py"
+    for argv, code, message in (
+            (["--share", "3", "--cpu"], 2, "the world size must divide 8"),
+            (["--share", "8", "--rank", "8", "--cpu"], 2, "ranks of a 8-rank run are 0 to 7"),
+            (["--share", "2", "--balance"], 2, "choose one"),
+            ([str(adamw), "--balance"], 1, "make_optimizers() returns no MatrixOptimizer")):
+        out = subprocess.run([sys.executable, "-m", "tools.speed", *argv], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == code and message in out.stderr, (argv, out.stderr[-500:])
+        assert "Traceback" not in out.stderr
+
+
+def test_share_vs_another_version_checks_the_bits(tmp_path, capsys):
+    """--vs steps two versions alternately on the same inputs: a copy gives the same bits (exit 0), a copy with one
+    constant changed (cautious weight decay 0.025 -> 0.02) differs from the first step on (exit 1)."""
+    text = RECORD46.read_text()
+    same, changed = tmp_path / "same.py", tmp_path / "changed.py"
+    same.write_text(text)
+    old = "cautious_wd = 0.025  #"
+    assert text.count(old) == 1
+    changed.write_text(text.replace(old, "cautious_wd = 0.02  #"))
+    assert speed.main([str(RECORD46), "--share", "2", "--rank", "1", "--cpu", "--steps", "2", "--vs", str(same),
+                       "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["bitwise_equal"] and rep["rank"] == 1 and [len(x) for x in rep["all_ms"]] == [2, 2]
+    assert [d["step"] for d in rep["steps"]] == [0, 1, 2] and all(d["max_param_diff"] == 0 for d in rep["steps"])
+    assert speed.main([str(RECORD46), "--share", "2", "--cpu", "--steps", "2", "--vs", str(changed)]) == 1
+    out = capsys.readouterr().out
+    assert "results: DIFFER: step 0: max |param diff| " in out
+
+
+def test_gpu_check_summary_of_the_record46_phases():
+    """before46/after46: rank 0's optimizer step by kind, the estimated 8-GPU step, and the baseline's estimated the
+    same way from the ours phase (its ms/step / 8 + the same collectives)."""
+    from tools import gpu_check
+    ends = {k: 10.0 + 0.8 * k for k in range(130)}  # ours: 800 ms per step
+    share = dict(ranks=[dict(rank=0, step_ms=150.0, update_ms=140.0, machinery_ms=10.0, first_step_ms=900.0,
+                             profile=dict(by_kind=dict(QR=dict(ms=100.0), matmul=dict(ms=30.0))))],
+                 estimate=dict(step_ms=252.5, collectives_ms=2.5))
+    results = dict(ours_numbers=dict(ends=ends, vals={}), after46=share)
+    rows = gpu_check.summarize(results, {}, 125)
+    assert rows["after46"]["baseline_estimated_step_ms_8"] == 102.5  # 800 / 8 + 2.5
+    assert rows["after46"]["ratio_to_baseline_8"] == round(252.5 / 102.5, 3)
+    assert rows["after46"]["by_kind"] == dict(QR=100.0, matmul=30.0) and "before46" not in rows
+    text = gpu_check.format_summary(dict(phases={}), rows)
+    assert "after46: rank 0 of 8, optimizer step 150.0 ms (update() 140.0, machinery 10.0; first step 900.0); by " \
+           "kind: QR 100.0, matmul 30.0" in text
+    assert "ESTIMATED 8-GPU step 252.5 ms" in text and "ratio 2.463" in text
+
+
+def test_gpu_check_record46_phases_need_their_files(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tools.gpu_check", "--phases", "after46,before46", "--out",
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--record46-before None: no such file" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "tools.gpu_check", "--phases", "ours,public", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--public None: no such file" in out.stderr

@@ -20,6 +20,10 @@ timeout in one phase leaves the others' numbers), under --out (default $OUT):
           (3250 steps), stopped after the val pass at step --steps (125)
   public  the public script, the same shards and stop (a patched copy made at    public/
           run time: the stop, the val set size; nothing else on a GPU)
+  before46, after46 (only when listed in --phases): record #46's port, before  before46.json, after46.json
+          (--record46-before PATH) and as it is now: tools.speed --share 8 --rank 0
+          --profile, rank 0's optimizer share of an 8-GPU run by operation, and the
+          estimated 8-GPU step (forward+backward from the ours phase's ms/step)
   summary ms/step of both over steps 25-124 (host clock after each step's        summary.json, summary.txt
           optimizer, the same for both), MFU, val loss at steps 0 and 125
 
@@ -47,7 +51,11 @@ BATCH, SEQ_LEN, VOCAB = 8 * 64 * 1024, 1024, 50257
 BRANCH_P = (0.5, 0.25, 0.125, 0.125)  # the Markov chain's successor probabilities
 WINDOW = (25, 125)  # ms/step over the steps in [25, 125): after compilation and warm-up, no val pass inside
 # phase: (nominal limit, least useful time) in seconds, for the real GPU run
-LIMITS = dict(sdpa=(60, 20), check=(200, 100), ours=(240, 150), public=(300, 150))
+LIMITS = dict(sdpa=(60, 20), check=(200, 100), ours=(240, 150), public=(300, 150), before46=(120, 60),
+              after46=(120, 60))
+PHASES = ("data", "sdpa", "check", "ours", "public", "before46", "after46")
+RECORD46 = ROOT / "records" / "20260619_cwd_rowfloor_tailema" / "train_gpt_simple.py"
+H200_FWD_BWD_MS = 1020.0  # 1033.7 ms/step - 13.7 ms optimizer: the baseline on one H200, tools.speed, 2026-11-30
 TINY = dict(vocab=128, layers=2, dim=32, seqs=8, seq_len=16, micro=2, val_seqs=32)  # --rehearse
 
 
@@ -383,6 +391,18 @@ def summarize(results, data, stop, world_tokens=BATCH):
         if f"val_loss_{s}" in ours and f"val_loss_{s}" in public:
             rows[f"val_diff_{s}"] = round(ours[f"val_loss_{s}"] - public[f"val_loss_{s}"], 5)
     rows["entropy_floor_nats"] = data.get("entropy_nats") if data else None
+    for name in ("before46", "after46"):
+        rep = results.get(name)
+        if rep:
+            r0, est = rep["ranks"][0], rep["estimate"]
+            kinds = r0.get("profile", {}).get("by_kind", {})
+            rows[name] = dict(rank0_step_ms=r0["step_ms"], update_ms=r0["update_ms"], machinery_ms=r0["machinery_ms"],
+                              first_step_ms=r0["first_step_ms"], by_kind={k: v["ms"] for k, v in kinds.items()},
+                              estimated_step_ms_8=est["step_ms"], collectives_ms=est["collectives_ms"])
+            if ours["ms_per_step"]:  # the baseline at 8 GPUs, the same estimate: its step / 8 + the same collectives
+                base = ours["ms_per_step"] / 8 + est["collectives_ms"]
+                rows[name]["baseline_estimated_step_ms_8"] = round(base, 2)
+                rows[name]["ratio_to_baseline_8"] = round(est["step_ms"] / base, 3)
     return rows
 
 
@@ -391,7 +411,7 @@ def format_summary(results, rows):
     lines = [f"GPU check {env.get('date', '')}: {env.get('gpu', 'cpu (rehearsal)')}, torch {env.get('torch')}, "
              f"CUDA {env.get('cuda')}, cuDNN {env.get('cudnn')}",
              f"{'phase':8s} {'status':9s} {'seconds':>8s}"]
-    for name in ("data", "sdpa", "check", "ours", "public"):
+    for name in PHASES:
         r = results.get("phases", {}).get(name)
         if r:
             lines.append(f"{name:8s} {r['status']:9s} {r['seconds']:8.1f}")
@@ -422,6 +442,15 @@ def format_summary(results, rows):
                      f"{p['synced_ms_per_step_125_250']!s:>10s}")
     lines.append(f"entropy floor of the synthetic data: {rows['entropy_floor_nats']} nats/token (uniform: "
                  f"{results.get('data', {}).get('uniform_nats')})")
+    for name in ("before46", "after46"):
+        r = rows.get(name)
+        if r:
+            lines.append(f"{name}: rank 0 of 8, optimizer step {r['rank0_step_ms']} ms (update() {r['update_ms']}, "
+                         f"machinery {r['machinery_ms']}; first step {r['first_step_ms']}); by kind: "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in r["by_kind"].items()))
+            lines.append(f"  ESTIMATED 8-GPU step {r['estimated_step_ms_8']} ms (collectives {r['collectives_ms']} ms, "
+                         f"a bandwidth model); the baseline's, estimated the same way, "
+                         f"{r.get('baseline_estimated_step_ms_8')} ms: ratio {r.get('ratio_to_baseline_8')}")
     return "\n".join(lines)
 
 
@@ -436,7 +465,7 @@ def driver(args):
     t = TINY
     batch = t["seqs"] * t["seq_len"] if args.rehearse else BATCH
     val_tokens = t["val_seqs"] * t["seq_len"] if args.rehearse else args.val_tokens
-    order = [p for p in ("data", "sdpa", "check", "ours", "public") if p in args.phases]
+    order = [p for p in PHASES if p in args.phases]
 
     def limit(name):
         later = [p for p in order[order.index(name) + 1:] if p in LIMITS]
@@ -521,6 +550,18 @@ def driver(args):
                 body = log.read_text(errors="replace").split("=" * 100, 1)[-1]
                 Path(out, "public_log_tail.txt").write_text(body)
         save()
+    for name, script in (("before46", args.record46_before), ("after46", RECORD46)):
+        if name in order:
+            ms = ms_per_step(results.get("ours_numbers", {}).get("ends", {}))[0]
+            fwd_bwd = ms or H200_FWD_BWD_MS  # ours' whole step at W=1 (its optimizer, ~1.3% of it, included)
+            results[f"{name}_fwd_bwd_source"] = "ours phase ms/step" if ms else "H200 figure of 2026-11-30"
+            phase(name, [py, "-m", "tools.speed", str(script), "--share", "8", "--rank", "0", "--profile", "--json",
+                         "--fwd-bwd-ms", str(fwd_bwd)] + (["--cpu"] if args.rehearse else []))
+            found = [ln for ln in tail(os.path.join(out, f"{name}.log"), 400).splitlines() if ln.startswith("{")]
+            if found:
+                results[name] = json.loads(found[-1])
+                write_json(os.path.join(out, f"{name}.json"), results[name])
+            save()
     rows = summarize(results, data, args.steps)
     results["summary"] = rows
     save()
@@ -547,7 +588,7 @@ def main(argv=None):
         script, data_dir, out_dir, stop, val_tokens = argv[1:6]
         return child_ours(script, data_dir, out_dir, int(stop), int(val_tokens), "--rehearse" in argv)
     parser = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--public", required=True, help="the public track-3 train_gpt_simple.py (your own copy)")
+    parser.add_argument("--public", help="the public track-3 train_gpt_simple.py (your own copy; for the public phase)")
     parser.add_argument("--ours", default=str(ROOT / "train_gpt_simple.py"), help="our script (default: the repo's)")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="results folder (default: $OUT)")
     parser.add_argument("--work", default=None, help="folder for the shards and the public run (default: a temp dir)")
@@ -555,18 +596,24 @@ def main(argv=None):
     parser.add_argument("--val-tokens", type=int, default=4 * 524288,
                         help="val tokens of both runs on the synthetic data (default 4 x 524288; the benchmark's 20x)")
     parser.add_argument("--budget", type=float, default=540, help="seconds for all phases together (default 540)")
-    parser.add_argument("--phases", default="data,sdpa,check,ours,public", help="comma-separated subset")
+    parser.add_argument("--phases", default="data,sdpa,check,ours,public",
+                        help=f"comma-separated, of {','.join(PHASES)} (default: the first five)")
+    parser.add_argument("--record46-before", help="before46: the #46 port to compare with the repo's (a file)")
     parser.add_argument("--rehearse", action="store_true", help="every phase on this CPU at tiny sizes")
     parser.add_argument("--keep-work", action="store_true", help="keep the temp folder (shards, public run)")
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(args.phases) - {"data", "sdpa", "check", "ours", "public"}
+    unknown = set(args.phases) - set(PHASES)
     if unknown:
-        parser.error(f"unknown phases {sorted(unknown)}: choose from data,sdpa,check,ours,public")
+        parser.error(f"unknown phases {sorted(unknown)}: choose from {','.join(PHASES)}")
     if not args.out:
         parser.error("no --out and no $OUT: say where the results go")
-    if not os.path.isfile(args.public):
-        parser.error(f"{args.public}: no such file (the public track-3 train_gpt_simple.py)")
+    if "public" in args.phases and not (args.public and os.path.isfile(args.public)):
+        parser.error(f"--public {args.public}: no such file (the public track-3 train_gpt_simple.py; the public phase "
+                     "needs it)")
+    if "before46" in args.phases and not (args.record46_before and os.path.isfile(args.record46_before)):
+        parser.error(f"--record46-before {args.record46_before}: no such file (the before46 phase needs the #46 port "
+                     "to compare, e.g. git show COMMIT:records/20260619_cwd_rowfloor_tailema/train_gpt_simple.py > F)")
     if args.steps % 125 or args.steps < 125:
         parser.error(f"--steps must be a multiple of 125 (both scripts validate every 125 steps); got {args.steps}")
     return driver(args)

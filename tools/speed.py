@@ -5,6 +5,8 @@
     python -m tools.speed --check --cpu    # the same on the tiny CPU configuration (what the tests run)
     python -m tools.speed --memory         # memory per sequence of the compiled step, measured on the CPU
     python -m tools.speed --cpu            # the tiny CPU configuration: checks the tool, not speed
+    python -m tools.speed --balance [SCRIPT]               # each rank's estimated optimizer load at W = 1, 2, 4, 8
+    python -m tools.speed SCRIPT --share 8 [--rank 0] [--profile]   # rank r's optimizer share, timed; a step estimate
 
 Measurement (default): runs the script's main() (its model, optimizers and training loop, official
 sizes) for warmup + steps steps on random tokens, with a synchronized timestamp around every optimizer
@@ -20,6 +22,10 @@ optimizer ms, peak memory and the micro_batch_seqs chosen. Prints PASS or what i
 --memory: inductor's own memory plan of the compiled training step (forward and backward) at the real
 size, traced and scheduled on the CPU for 1 and 2 sequences per microbatch but never run (minutes, no
 GPU), plus the weights, gradients and optimizer states; predicts the peak per micro_batch_seqs.
+--balance, --share W, --profile: the matrix optimizer's work per rank without launching ranks, on this
+machine's device (the GPU if there is one, else the CPU): see tools/optimizer_share.py. --share prints
+an ESTIMATE of a W-rank step (forward+backward of 1/W of the batch, measured here and scaled; the slowest
+rank's share; the replicated optimizers; the collectives from a stated bandwidth model).
 Timing lives here, never in the tests.
 """
 import argparse
@@ -37,9 +43,9 @@ from pathlib import Path
 
 import torch
 
-from tools import compile_check, tiny
+from tools import compile_check, optimizer_share, tiny
 
-FLOP_PER_STEP = 4.48e14  # 0.855 GFLOP per token x 524,288 tokens (README, Speed)
+FLOP_PER_STEP = 4.48e14  # 0.855 GFLOP per token x 524,288 tokens (docs/speed.md)
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12}  # dense bf16 per GPU
 BASELINE = Path(__file__).resolve().parents[1] / "train_gpt_simple.py"
 CHECK_WARMUP, CHECK_STEPS = 3, 5
@@ -379,7 +385,26 @@ def main(argv=None):
                         help="--check: trials in the run (default 2: the second re-initializes the compiled model)")
     parser.add_argument("--memory", action="store_true", help="memory per sequence of the compiled step (CPU)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    share = parser.add_argument_group("the optimizer per rank (tools/optimizer_share.py)")
+    share.add_argument("--balance", action="store_true", help="each rank's estimated load at W = 1, 2, 4, 8 (no tensors)")
+    share.add_argument("--share", type=int, metavar="W", help="time the optimizer work each rank of a W-rank run owns")
+    share.add_argument("--rank", type=int, action="append", help="--share: only this rank (repeatable; default: all)")
+    share.add_argument("--profile", action="store_true", help="--share: the first rank's step by operation")
+    share.add_argument("--vs", metavar="OTHER", help="--share: time OTHER (another version of SCRIPT) against SCRIPT, "
+                       "stepped alternately on the same inputs, and check that their results are bitwise equal")
+    share.add_argument("--at-step", type=int, default=1000, help="--share: hyperparameters of this step (default 1000)")
+    share.add_argument("--device", default=None, help="--share: cuda or cpu (default: cuda if there is one)")
+    share.add_argument("--fwd-seqs", type=int, default=None,
+                       help="--share: sequences of the forward+backward measured (default: a rank's 512/W on a GPU, "
+                       "1 on the CPU), scaled to 512")
+    share.add_argument("--fwd-bwd-ms", type=float, default=None,
+                       help="--share: the whole batch's forward+backward on one device, measured elsewhere (ms); "
+                       "skips measuring it")
+    share.add_argument("--busbw", type=float, default=optimizer_share.BUSBW_GBS,
+                       help=f"--share: assumed collective bus bandwidth, GB/s (default {optimizer_share.BUSBW_GBS:.0f})")
     args = parser.parse_args(argv)
+    if args.balance or args.share is not None:
+        return share_main(parser, args)
     args.steps = args.steps if args.steps is not None else CHECK_STEPS if args.check else 40
     args.warmup = args.warmup if args.warmup is not None else CHECK_WARMUP if args.check else 10
     if not os.path.isfile(args.script):
@@ -425,6 +450,50 @@ def main(argv=None):
         print(f"\nspeed of {args.script} ({time.strftime('%Y-%m-%d')})")
         for key, value in report.items():
             print(f"  {key:16s} {value}")
+    return 0
+
+
+def share_main(parser, args):
+    """--balance and --share (tools/optimizer_share.py)."""
+    if args.balance and args.share is not None:
+        parser.error("--balance and --share are separate runs: choose one")
+    if args.share is not None and (args.share < 1 or 8 % args.share):
+        parser.error(f"--share {args.share}: the world size must divide 8 (1, 2, 4 or 8)")
+    if args.rank and not all(0 <= r < (args.share or 1) for r in args.rank):
+        parser.error(f"--rank {args.rank}: ranks of a {args.share}-rank run are 0 to {(args.share or 1) - 1}")
+    for path in (args.script, args.vs):
+        if path and not os.path.isfile(path):
+            parser.error(f"{path}: no such file")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not args.cpu else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU here")
+    try:
+        module = tiny.load_script(args.script, "speed_share_script")
+        if args.balance:
+            rep = optimizer_share.balance(module)
+            print(json.dumps(rep)) if args.json else print(optimizer_share.format_balance(rep))
+            return 0
+        module.device_type = device.type
+        if args.cpu:  # the tiny configuration: checks the tool, not speed
+            for key in ("vocab_size", "num_layers", "model_dim", "batch_size", "seq_len"):
+                setattr(module, key, tiny.TINY[key])
+        ranks = sorted(set(args.rank)) if args.rank else list(range(args.share))
+        if args.vs:
+            other = tiny.load_script(args.vs, "speed_share_other")
+            for key in ("device_type", "vocab_size", "num_layers", "model_dim", "batch_size", "seq_len"):
+                setattr(other, key, getattr(module, key))
+            rep = optimizer_share.compare_shares(module, other, args.share, ranks[0], device, args.steps or 5,
+                                                 args.at_step)
+            print(json.dumps(rep)) if args.json else print(optimizer_share.format_compare(rep))
+            return 0 if rep["bitwise_equal"] else 1
+        say = (lambda msg: print(msg, file=sys.stderr, flush=True))
+        rep = optimizer_share.share_report(module, args.share, ranks, device, args.steps or 3, args.warmup or 1,
+                                           args.at_step, args.profile, args.fwd_seqs or (None if device.type == "cuda"
+                                                                                         else 1),
+                                           args.fwd_bwd_ms, args.busbw, say)
+    except (tiny.ScriptError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    print(json.dumps(rep)) if args.json else print(optimizer_share.format_share(rep))
     return 0
 
 

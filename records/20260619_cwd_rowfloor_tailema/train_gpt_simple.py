@@ -11,10 +11,12 @@ The whole file is printed at the top of its log (logs/<uuid>.txt), so a log repr
 """
 import glob
 import hashlib
+import inspect
 import math
 import os
 import signal
 import sys
+import tempfile
 import time
 import types
 import uuid
@@ -31,16 +33,18 @@ import torch.nn.functional as F
 
 def shard_token_count(path):
     """Token count of the shard at `path` from its header, after checking the header and file size."""
-    with open(path, "rb") as f:
-        header = f.read(1024)
-    magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
     kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
     chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
-    redownload = f"re-download it with: python data/cached_fineweb10B.py {max(chunks, 1)} (it replaces only bad files)"
+    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} (it replaces only bad files)"
+    try:
+        with open(path, "rb") as f:
+            header, size = f.read(1024), os.fstat(f.fileno()).st_size
+    except OSError as e:  # a directory, a dangling link, no permission
+        raise ValueError(f"{path}: cannot read it ({e.strerror or e}); {redownload}") from None
+    magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
     if len(header) < 1024 or magic != 20240520 or version != 1:
         raise ValueError(f"{path}: not a token shard of this benchmark (magic {magic}, version {version}, "
                          f"header {len(header)} bytes; expected 20240520, 1, 1024); {redownload}")
-    size = os.path.getsize(path)
     if size != 1024 + 2 * count:
         raise ValueError(f"{path}: truncated or damaged: {size} bytes, but its header promises {count} tokens "
                          f"= {1024 + 2 * count} bytes; {redownload}")
@@ -173,6 +177,10 @@ class GPT(nn.Module):
 # its formulas. Muon on the hidden matrices with SOAP preconditioning, the attn.proj trust gate, Newton-Schulz
 # after a Gram-norm division, the radial brake, RowFloor, the radius pin and post-pin cautious weight decay;
 # a bias-correction-free Adam for the gains and biases. The constants are the public script's.
+#
+# The machinery below (compiled, assign_ranks, MatrixOptimizer: which rank updates which matrix, the buffers,
+# the collectives, the sharded state) is the harness's, verbatim. Muon is a MatrixOptimizer whose update() holds
+# only record #46's math; its param groups say which blend a matrix gets (q, k, v; attn.proj's trust gate; none).
 
 soap_beta2, soap_denom_power = 0.90, 0.50  # EMA of the Gram matrices and of the eigenbasis second moment; its power
 trust_min_agree, trust_min_grad_align = 0.20, 0.00  # attn.proj trust gate (trust_gate)
@@ -204,18 +212,19 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
     return X.mT if G.size(-2) > G.size(-1) else X
 
 
-def cosine(a, b):
-    """Cosine of every pair of matrices of two (k, m, n) batches."""
-    return (a * b).sum(dim=(-2, -1)) / (a.norm(dim=(-2, -1)) * b.norm(dim=(-2, -1))).clamp_min(1e-8)
+def cosine(a, b, norm_a, norm_b):
+    """Cosine of every pair of matrices of two (k, m, n) batches, given their Frobenius norms."""
+    return (a * b).sum(dim=(-2, -1)) / (norm_a * norm_b).clamp_min(1e-8)
 
 
 def trust_gate(raw, soap, grad, step):
     """How far each attn.proj matrix follows its SOAP direction s rather than the raw momentum u: the product of
     the agreement (cos(s, u) - 0.2) / 0.8 and the alignment cos(s, g) / cos(u, g), each clamped to [0, 1]; then
     bounded to [0.45, 0.85] until step 1375, the floor fading linearly to 0 by step 1625, [0, 1] from then on."""
-    agree = ((cosine(soap, raw) - trust_min_agree) / (1 - trust_min_agree)).clamp(0, 1)
-    align = ((cosine(soap, grad) - trust_min_grad_align)
-             / (cosine(raw, grad) - trust_min_grad_align).clamp_min(1e-8)).clamp(0, 1)
+    r, s, g = (x.norm(dim=(-2, -1)) for x in (raw, soap, grad))
+    agree = ((cosine(soap, raw, s, r) - trust_min_agree) / (1 - trust_min_agree)).clamp(0, 1)
+    align = ((cosine(soap, grad, s, g) - trust_min_grad_align)
+             / (cosine(raw, grad, r, g) - trust_min_grad_align).clamp_min(1e-8)).clamp(0, 1)
     if step < trust_floor_end:
         floor = trust_floor
     elif step >= trust_fade_end:
@@ -233,9 +242,9 @@ def brake_and_floor(U, W):
     coeff = (u * w).sum(dim=(-2, -1), keepdim=True) / (w * w).sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
     radial = coeff * w
     U = ((u - radial) + torch.where(coeff < 0, radial_outward, radial_inward) * radial).to(U.dtype)
-    lift = row_floor * w.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    lift = lift / U.float().norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    return (U.float() * lift.clamp(min=1.0).pow(row_floor_power)).to(U.dtype)
+    u = U.float()
+    lift = row_floor * w.norm(dim=-1, keepdim=True).clamp_min(1e-8) / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return (u * lift.clamp(min=1.0).pow(row_floor_power)).to(U.dtype)
 
 
 def eigenbasis(G):
@@ -250,10 +259,11 @@ def eigenbasis(G):
 
 def refreshed_basis(G, Q):
     """One step of the power/QR iteration towards G's eigenbasis: Q's columns sorted by their eigenvalue estimates
-    diag(Qᵀ G Q), descending, then qr(G Q). Returns the new basis and the order (to permute the second moment)."""
+    diag(Qᵀ G Q), descending, then qr(G Q): its Q from the Householder reflectors (R is not needed). Returns the new
+    basis and the order (to permute the second moment)."""
     GQ = G @ Q
     order = (Q * GQ).sum(dim=-2).argsort(dim=-1, descending=True)
-    return torch.linalg.qr(GQ.gather(-1, order[:, None, :].expand_as(GQ))).Q, order
+    return torch.linalg.householder_product(*torch.geqrf(GQ.gather(-1, order[:, None, :].expand_as(GQ)))), order
 
 
 def compiled(fn, device):
@@ -261,50 +271,52 @@ def compiled(fn, device):
     return torch.compile(fn, dynamic=False, fullgraph=True) if device.type == "cuda" or compile_on_cpu else fn
 
 
-class Muon(torch.optim.Optimizer):
-    """Record #46's Muon, for the hidden matrices (named: the trust gate and the blend depend on the name).
+def assign_ranks(costs, world_size):
+    """A rank for each matrix, balancing the ranks' summed costs: largest first, each to the least loaded
+    rank (ties: the lower index, the lower rank), so every rank computes the same assignment."""
+    load, owner = [0] * world_size, [0] * len(costs)
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        owner[i] = min(range(world_size), key=load.__getitem__)
+        load[owner[i]] += costs[i]
+    return owner
 
-    Per matrix W with summed gradient g, at optimizer step t (group["step"]):
-        m = mu m + (1 - mu) g;  u = (1 - mu) g + mu m                       (Nesterov, as the baseline)
-        SOAP (t >= 1): p = Qrᵀ u Qc;  v = 0.9 v + 0.1 p²;  s = Qr (p / sqrt(max(v, 1e-16))) Qcᵀ, with u's Gram norm
-        (t = 0: s = u); attention: u = (u + gate (s - u)) with u's Gram norm, gate = trust_gate for attn.proj,
-        1 for q, k, v; the MLP matrices: u = s
-        U = NS(u) x sqrt(max(1, rows/cols));  U = brake_and_floor(U, W)
-        W' = W - lr U, rescaled to the norm |W| - lr <U, W> / |W|;  then W' *= 1 - lr 0.025 [U W > 0]
-        then the Gram EMAs Grow = lerp(Grow, g gᵀ, 0.1), Gcol = lerp(Gcol, gᵀ g, 0.1) and the bases: at t = 0 their
-        eigenvectors (eigenvalues descending), later one QR step, Q = qr(G Q) after sorting Q's columns (and v) by
-        the eigenvalue estimates diag(Qᵀ G Q).
-    Same-shape matrices form a stack and are updated in batched calls. With W ranks, rank r owns the r-th
-    contiguous 1/W of every stack (`owner`) and keeps its state; step() sums the gradients with one
-    reduce-scatter and hands the new matrices to every rank with one all-gather, as the baseline's Muon.
+
+class MatrixOptimizer(torch.optim.Optimizer):
+    """The machinery of a sharded optimizer for matrices; subclasses write update() (and cost()) only.
+
+    Each matrix belongs to one rank (`owner`, from assign_ranks over cost()). step() puts every gradient
+    into a flat (world_size, part) buffer, rank by rank; one reduce-scatter hands each rank the gradients
+    of its matrices summed over ranks. The rank calls update() once per stack (its matrices of one param
+    group and shape), and one all-gather hands the new matrices to every rank. A matrix's state lives on
+    its owner only: update() gets the stack's state as {name: (k, ...) tensor}, and state_dict() gathers
+    every rank's for a checkpoint (rank 0 gets the whole; call it on every rank).
     """
 
-    state_keys = ("momentum", "exp_avg_sq", "row_gram", "col_gram", "row_basis", "col_basis")
-
-    def __init__(self, named_params, lr, mu):
-        named = list(named_params)
-        shapes = sorted({tuple(p.shape) for _, p in named})
-        super().__init__([dict(params=[p for _, p in named if tuple(p.shape) == s]) for s in shapes],
-                         dict(lr=lr, mu=mu, step=0))
-        self.attn = {p for n, p in named if any(n.endswith(f".attn.{x}.weight") for x in ("q", "k", "v", "proj"))}
-        self.gated = {p for n, p in named if n.endswith(".attn.proj.weight")}  # attn.proj: the trust gate
+    def __init__(self, params, defaults):
+        super().__init__(params, defaults)
         self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        # parameter -> the rank that updates it, and its place in that rank's part of step()'s flat buffer
-        self.owner, self.offset, self.part, self.mine = {}, {}, 0, []
-        for group in self.param_groups:
-            P = group["params"]
-            per_rank = math.ceil(len(P) / self.world_size)
-            for i, p in enumerate(P):
-                self.owner[p], self.offset[p] = i // per_rank, self.part + i % per_rank * p.numel()
-            self.part += per_rank * P[0].numel()
-            P = [p for p in P if self.owner[p] == self.rank]  # this rank's matrices of the stack, with their kinds
-            kinds = [[p in self.attn for p in P], [p in self.gated for p in P]]
-            self.mine.append((P, *(torch.tensor(k, device=P[0].device) if any(k) else None for k in kinds)))
-        device = named[0][1].device
-        self.newton_schulz = compiled(newton_schulz, device)
-        self.brake_and_floor = compiled(brake_and_floor, device)
+        params = [p for group in self.param_groups for p in group["params"]]
+        self.owner = dict(zip(params, assign_ranks([self.cost(*p.shape) for p in params], self.world_size)))
+        self.stacks, self.offset, sizes = [], {}, [0] * self.world_size  # offset: p's place in its owner's part
+        for g, group in enumerate(self.param_groups):
+            for shape in sorted({p.shape for p in group["params"]}):
+                for r in range(self.world_size):
+                    P = [p for p in group["params"] if p.shape == shape and self.owner[p] == r]
+                    for p in P:
+                        self.offset[p], sizes[r] = sizes[r], sizes[r] + p.numel()
+                    if P and r == self.rank:
+                        self.stacks.append((g, P))  # the group's index: load_state_dict() replaces the groups
+        self.part = max(sizes)
 
-    def places(self, flat):  # every parameter's matrix in a (world_size, part) buffer
+    def cost(self, m, n):
+        """The work of updating one m x n matrix, in any unit: ranks get equal sums of it."""
+        return m * n * min(m, n)
+
+    def update(self, W, G, state, group):
+        """Return W (k, m, n), this rank's k matrices of one stack, updated from G, their summed gradients."""
+        raise NotImplementedError
+
+    def places(self, flat):  # every matrix's place in a (world_size, part) buffer
         return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
 
     @torch.no_grad()
@@ -312,65 +324,109 @@ class Muon(torch.optim.Optimizer):
         params = list(self.offset)
         flat = params[0].new_zeros(self.world_size, self.part)
         torch._foreach_copy_(self.places(flat), [p.grad for p in params])
-        mine = flat[self.rank]
+        grads, new = flat[self.rank], flat.new_empty(self.part)
         if self.world_size > 1:  # the gradients of this rank's matrices, summed over ranks
-            mine = flat.new_empty(self.part)
-            dist.reduce_scatter_tensor(mine, flat.view(-1))
-        for group, (P, attn, gated) in zip(self.param_groups, self.mine):
-            t = group["step"]
-            group["step"] = t + 1
-            if P:
-                g = mine[self.offset[P[0]]:][:len(P) * P[0].numel()].view(len(P), *P[0].shape)
-                g.copy_(self.update(P, g, group["lr"], group["mu"], t, attn, gated))  # the new matrices
+            grads = flat.new_empty(self.part)
+            dist.reduce_scatter_tensor(grads, flat.view(-1))
+        for g, P in self.stacks:
+            i, k = self.offset[P[0]], len(P) * P[0].numel()
+            G, W = grads[i:i + k].view(len(P), *P[0].shape), new[i:i + k].view(len(P), *P[0].shape)
+            torch.stack(P, out=W)
+            state = {key: torch.stack([self.state[p][key] for p in P]) if torch.is_tensor(v) else v
+                     for key, v in self.state[P[0]].items()}
+            updated = self.update(W, G, state, self.param_groups[g])
+            if updated is not W:
+                W.copy_(updated)
+            for j, p in enumerate(P):  # each matrix's state: its row of the stacks
+                self.state[p].update({key: v[j] if torch.is_tensor(v) else v for key, v in state.items()})
+        flat = new[None]
         if self.world_size > 1:
             flat = flat.new_empty(self.world_size, self.part)
-            dist.all_gather_into_tensor(flat.view(-1), mine)
+            dist.all_gather_into_tensor(flat.view(-1), new)
         torch._foreach_copy_(params, self.places(flat))
 
-    def update(self, P, g, lr, mu, t, attn, gated):
-        """The new values of the stack P (k, m, n) of this rank's matrices, from their summed gradients g; advances
-        the state of every matrix by one step. `attn`, `gated`: which matrices are attention ones, and attn.proj
-        (k bools each, None when there are none)."""
-        k, m, n = g.shape
-        if not self.state[P[0]]:
-            for p in P:
-                self.state[p].update(momentum=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p),
-                                     row_gram=p.new_zeros(m, m), col_gram=p.new_zeros(n, n),
-                                     row_basis=p.new_zeros(m, m), col_basis=p.new_zeros(n, n))
-        S = {key: torch.stack([self.state[p][key] for p in P]) for key in self.state_keys}
-        W = torch.stack(P)
-        S["momentum"].lerp_(g, 1 - mu)
-        u = g.lerp(S["momentum"], mu)
-        s = u
-        if t > 0:  # SOAP: Adam's second moment in the eigenbases of the Gram EMAs, u's Gram norm kept
-            Qr, Qc, v = S["row_basis"], S["col_basis"], S["exp_avg_sq"]
+    def state_dict(self):
+        sd = super().state_dict()
+        if self.world_size > 1:
+            parts = [None] * self.world_size if self.rank == 0 else None
+            dist.gather_object({i: {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.items()}
+                                for i, st in sd["state"].items()}, parts)
+            sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
+        return sd
+
+    def load_state_dict(self, sd):  # a whole state (any world size): this rank keeps its matrices' part
+        params = [p for group in self.param_groups for p in group["params"]]
+        super().load_state_dict(dict(sd, state={i: st for i, st in sd["state"].items()
+                                                if self.owner[params[i]] == self.rank}))
+
+
+class Muon(MatrixOptimizer):
+    """Record #46's Muon, for the hidden matrices (named: the blend depends on the name).
+
+    Per matrix W with summed gradient g, at training step t (group["step"], set by set_hparams):
+        m = mu m + (1 - mu) g;  u = (1 - mu) g + mu m                       (Nesterov, as the baseline)
+        SOAP (from the matrix's second step): p = Qrᵀ u Qc;  v = 0.9 v + 0.1 p²;  s = Qr (p / sqrt(max(v, 1e-16))) Qcᵀ,
+        with u's Gram norm (first step: s = u); attention (group["blend"]): u = (u + gate (s - u)) with u's Gram
+        norm, gate = trust_gate for attn.proj ("trust"), 1 for q, k, v ("full"); the MLP matrices (None): u = s
+        U = NS(u) x sqrt(max(1, rows/cols));  U = brake_and_floor(U, W)
+        W' = W - lr U, rescaled to the norm |W| - lr <U, W> / |W|;  then W' *= 1 - lr 0.025 [U W > 0]
+        then the Gram EMAs Grow = lerp(Grow, g gᵀ, 0.1), Gcol = lerp(Gcol, gᵀ g, 0.1) and the bases: on the first
+        step their eigenvectors (eigenvalues descending), later one QR step, Q = qr(G Q) after sorting Q's columns
+        (and v) by the eigenvalue estimates diag(Qᵀ G Q).
+    """
+
+    state_keys = ("momentum", "exp_avg_sq", "row_gram", "col_gram", "row_basis", "col_basis")
+
+    def __init__(self, named_params, lr, mu):
+        named = list(named_params)
+        blend = {n: "trust" if n.endswith(".attn.proj.weight") else "full" if n.endswith(
+            (".attn.q.weight", ".attn.k.weight", ".attn.v.weight")) else None for n, _ in named}
+        super().__init__([dict(params=[p for n, p in named if blend[n] == kind], blend=kind)
+                          for kind in ("full", "trust", None) if kind in blend.values()], dict(lr=lr, mu=mu, step=0))
+        self.newton_schulz = compiled(newton_schulz, named[0][1].device)
+        self.brake_and_floor = compiled(brake_and_floor, named[0][1].device)
+
+    def cost(self, m, n):
+        """Eigenbasis refresh (G Q and QR of both Grams) and the SOAP projections dominate: ~ m³ + n³ + 2mn(m + n)."""
+        return m ** 3 + n ** 3 + 2 * m * n * (m + n)
+
+    def update(self, W, G, state, group):
+        lr, mu, t = group["lr"], group["mu"], group["step"]
+        k, m, n = G.shape
+        if not state:
+            state.update(momentum=torch.zeros_like(G), exp_avg_sq=torch.zeros_like(G), row_gram=G.new_zeros(k, m, m),
+                         col_gram=G.new_zeros(k, n, n))
+        state["momentum"].lerp_(G, 1 - mu)
+        u = G.lerp(state["momentum"], mu)
+        s, soap = u, "row_basis" in state
+        u_norm = gram_norm(u, 1e-8) if soap or group["blend"] else None  # kept by SOAP and by the blend
+        if soap:  # SOAP: Adam's second moment in the eigenbases of the Gram EMAs, u's Gram norm kept
+            Qr, Qc, v = state["row_basis"], state["col_basis"], state["exp_avg_sq"]
             projected = Qr.mT @ u @ Qc
             v.mul_(soap_beta2).add_(projected.square(), alpha=1 - soap_beta2)
             s = Qr @ (projected / v.clamp_min(1e-16).pow(soap_denom_power)) @ Qc.mT
-            s.mul_((gram_norm(u, 1e-8) / gram_norm(s, 1e-8))[:, None, None])
-        if attn is not None:  # attention: a blend of u and s with u's Gram norm, attn.proj's from the trust gate
-            gate = torch.ones(k, device=g.device) if gated is None else torch.where(gated, trust_gate(u, s, g, t), 1.0)
-            blend = u + (s - u) * gate[:, None, None]
-            blend = blend * (gram_norm(u, 1e-8) / gram_norm(blend, 1e-8))[:, None, None]
-            s = torch.where(attn[:, None, None], blend, s)
+            s.mul_((u_norm / gram_norm(s, 1e-8))[:, None, None])
+        if group["blend"]:  # attention: a blend of u and s with u's Gram norm, attn.proj's from the trust gate
+            towards = s - u  # x a gate of 1 for q, k, v (exact: the product would change no bit)
+            s = u + (towards * trust_gate(u, s, G, t)[:, None, None] if group["blend"] == "trust" else towards)
+            s = s * (u_norm / gram_norm(s, 1e-8))[:, None, None]
         U = self.brake_and_floor(self.newton_schulz(s) * max(1, m / n) ** 0.5, W)
+        UW = U.float() * W
         radius = W.norm(dim=(-2, -1)).clamp_min(1e-8)
-        radius = (radius + -lr * (U.float() * W).sum(dim=(-2, -1)) / radius).clamp_min(1e-8)  # the radial change only
-        shrinks = (U.float() * W > 0).to(W.dtype)
-        W = W.add(U, alpha=-lr)
+        radius = (radius + -lr * UW.sum(dim=(-2, -1)) / radius).clamp_min(1e-8)  # the radial change only
+        decay = (UW > 0).to(W.dtype).mul_(-(lr * cautious_wd)).add_(1.0)  # 1 - lr 0.025 where the step shrinks |W|
+        W.add_(U, alpha=-lr)  # in place: W is this stack's part of the buffer the all-gather sends
         W.mul_((radius / W.norm(dim=(-2, -1)).clamp_min(1e-8))[:, None, None])  # the radius pin
-        W.mul_(1.0 - (lr * cautious_wd) * shrinks)  # cautious weight decay, after the pin
-        S["row_gram"].lerp_(g @ g.mT, 1 - soap_beta2)
-        S["col_gram"].lerp_(g.mT @ g, 1 - soap_beta2)
-        if t == 0:
-            S["row_basis"], S["col_basis"] = eigenbasis(S["row_gram"]), eigenbasis(S["col_gram"])
+        W.mul_(decay)  # cautious weight decay, after the pin
+        state["row_gram"].lerp_(G @ G.mT, 1 - soap_beta2)
+        state["col_gram"].lerp_(G.mT @ G, 1 - soap_beta2)
+        if "row_basis" not in state:
+            state["row_basis"], state["col_basis"] = eigenbasis(state["row_gram"]), eigenbasis(state["col_gram"])
         else:
-            S["row_basis"], order = refreshed_basis(S["row_gram"], S["row_basis"])
-            S["exp_avg_sq"] = S["exp_avg_sq"].gather(-2, order[:, :, None].expand(k, m, n))
-            S["col_basis"], order = refreshed_basis(S["col_gram"], S["col_basis"])
-            S["exp_avg_sq"] = S["exp_avg_sq"].gather(-1, order[:, None, :].expand(k, m, n))
-        for key in self.state_keys:
-            torch._foreach_copy_([self.state[p][key] for p in P], list(S[key]))
+            state["row_basis"], order = refreshed_basis(state["row_gram"], state["row_basis"])
+            state["exp_avg_sq"] = state["exp_avg_sq"].gather(-2, order[:, :, None].expand(k, m, n))
+            state["col_basis"], order = refreshed_basis(state["col_gram"], state["col_basis"])
+            state["exp_avg_sq"] = state["exp_avg_sq"].gather(-1, order[:, None, :].expand(k, m, n))
         return W
 
 
@@ -502,13 +558,14 @@ def muon_momentum(step):
     return 0.95
 
 
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     """Every group's hyperparameters for `step`, set after its backward, before the optimizers step.
-    group["initial_lr"] is the lr make_optimizers gave. PowerCool for every group, the momentum schedule for Muon."""
+    group["initial_lr"] is the lr make_optimizers gave. PowerCool for every group, the momentum schedule for Muon,
+    and Muon's group["step"], the step the trust gate's floor and cap follow."""
     for group in (g for opt in optimizers for g in opt.param_groups):
         group["lr"] = min(group["initial_lr"], group["power_c"] * max(0.0, lr_cool_end - step) ** lr_cool_power)
     for group in optimizers[0].param_groups:
-        group["mu"] = muon_momentum(step)
+        group["mu"], group["step"] = muon_momentum(step), step
 
 
 def is_val_step(step):
@@ -518,10 +575,11 @@ def is_val_step(step):
     return step == train_steps or (step > 0 and step % 125 == 0) or dense
 
 # The loop's extension points. `state` is a dict that belongs to the trial: whatever these functions
-# keep in it (tensors, numbers, lists and dicts of them) is saved in every checkpoint and restored on
-# resume. Compute it the same way on every rank. `model` is the uncompiled model (its parameters are
-# the compiled model's). Weights may change in before_forward, the optimizers' step and after_step only:
-# val passes and readouts must leave them bit for bit (tools.preflight checks all of this).
+# keep in it (tensors, numbers, strings, lists and dicts of them; checked at the first step and at every
+# val step) is saved in every checkpoint and restored on resume. Compute it the same way on every rank.
+# `model` is the uncompiled model (its parameters are the compiled model's). Weights may change in
+# before_forward, the optimizers' step and after_step only: val passes and readouts must leave them bit
+# for bit, and val losses must never steer training (RULES.md 2.6; tools.preflight checks all of this).
 
 
 @torch.no_grad()
@@ -578,30 +636,74 @@ def check_launch():
     if device_type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
                          "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
+    for name, value, least in (("train_steps", train_steps, 1), ("micro_batch_seqs", micro_batch_seqs or 1, 1),
+                               ("checkpoint_every", checkpoint_every or 0, 0)):
+        if type(value) not in (int, float if name == "checkpoint_every" else int) or not value >= least:
+            raise SystemExit(f"{name} = {globals()[name]!r}: must be a whole number >= {least}"
+                             + (" or None" if name != "train_steps" else ""))
+    try:
+        inspect.signature(set_hparams).bind(0, [], {})
+    except TypeError:
+        raise SystemExit("set_hparams must take (step, optimizers, state): the trial's state is its third argument "
+                         "now; write def set_hparams(step, optimizers, state)") from None
     train_paths, val_paths = sorted(glob.glob(train_files)), sorted(glob.glob(val_files))
     if not train_paths or not val_paths:
         raise SystemExit(f"no shards at {train_files if not train_paths else val_files} (run from the repo root); "
                          "download them with: python data/cached_fineweb10B.py 20")
+    if [os.path.basename(p) for p in val_paths] != ["fineweb_val_000000.bin"]:
+        raise SystemExit(f"{val_files} matches {', '.join(val_paths)}: the val set is the one shard "
+                         "fineweb_val_000000.bin; python data/cached_fineweb10B.py --verify says what to repair")
+    have, per_shard = 0, steps_in_shard(10 ** 8, 524288)  # the benchmark's shards: 190 steps each
     try:
-        have = sum(steps_in_shard(shard_token_count(p), batch_size) for p in train_paths)
+        for i, path in enumerate(train_paths, 1):  # shards 1, 2, ... with no gap up to the last one the run needs
+            if have < train_steps and os.path.basename(path) != f"fineweb_train_{i:06d}.bin":
+                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}), and the stream "
+                                 f"would skip it: python data/cached_fineweb10B.py {min(len(train_paths) + 1, 103)}")
+            have += steps_in_shard(shard_token_count(path), batch_size)
         val_have = shard_token_count(val_paths[0])
     except ValueError as e:
         raise SystemExit(str(e)) from None
     if have < train_steps:
-        chunks = math.ceil(train_steps / steps_in_shard(10 ** 8, 524288))
-        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the {len(train_paths)} "
-                         f"train shards hold only {have}: python data/cached_fineweb10B.py {chunks}")
+        chunks = math.ceil(train_steps / per_shard)
+        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the {len(train_paths)} train "
+                         f"shards hold only {have}: " + (f"python data/cached_fineweb10B.py {chunks}" if chunks <= 103
+                         else f"all 103 shards of the benchmark hold {103 * per_shard} steps"))
     if val_have < val_tokens + 2:
         raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
 
 
-def choose_micro_batch(device, seqs_per_rank):
+def check_writable(directory):
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tempfile.TemporaryFile(dir=directory).close()
+    except OSError as e:
+        raise SystemExit(f"cannot write to {directory} ({e.strerror or e}): the run's log and checkpoints go there; "
+                         "make it writable or set log_dir / checkpoint_dir in the Setup section") from None
+
+
+def check_state(value, path="state"):
+    """SystemExit naming the first value of the trial's state that a checkpoint cannot hold."""
+    if isinstance(value, (list, tuple, dict)):
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            check_state(key, f"a key of {path}") if isinstance(value, dict) else None
+            check_state(item, f"{path}[{key!r}]")
+    elif not (value is None or isinstance(value, (torch.Tensor, bool, int, float, str))):
+        raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, strings and "
+                         "lists, tuples and dicts of them; keep the values it stands for instead")
+
+
+def choose_micro_batch(device, seqs_per_rank, world_size):
     """micro_batch_seqs, or the largest that fits the GPU: peak ~ 2.2 + 0.42 GiB per sequence (README, Memory)."""
-    micro = micro_batch_seqs
-    if micro is None:
+    if micro_batch_seqs is None:
         gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
-        micro = 64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8
-    return math.gcd(micro, seqs_per_rank)
+        return math.gcd(64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8, seqs_per_rank)
+    if micro_batch_seqs >= seqs_per_rank:  # one forward per rank and step (the header line says so)
+        return seqs_per_rank
+    if seqs_per_rank % micro_batch_seqs:
+        raise SystemExit(f"micro_batch_seqs = {micro_batch_seqs} does not divide the {seqs_per_rank} sequences each of "
+                         f"the {world_size} ranks takes per step: use one of "
+                         + ", ".join(str(d) for d in range(1, seqs_per_rank + 1) if seqs_per_rank % d == 0))
+    return micro_batch_seqs
 
 
 def load_checkpoint(path, code):
@@ -633,39 +735,31 @@ def to_device(obj, device):
     return {k: to_device(v, device) for k, v in obj.items()} if isinstance(obj, dict) else obj
 
 
-def owned(opt, states, rank):
-    """The entries of a state_dict's "state" that `rank` keeps (an optimizer with `owner` shards its state)."""
-    params = [p for g in opt.param_groups for p in g["params"]]
-    return {i: st for i, st in states.items() if opt.owner[params[i]] == rank}
-
-
 def save_checkpoint(run, optimizers, **ckpt):
-    """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG; sharded optimizer state
-    (an optimizer with `owner`) is gathered from the ranks that own it first."""
-    opt_states = []
-    for opt in optimizers:
-        sd = opt.state_dict()
-        if run.world_size > 1 and getattr(opt, "owner", None):
-            mine = {i: {k: v.cpu() for k, v in st.items()} for i, st in owned(opt, sd["state"], run.rank).items()}
-            parts = [None] * run.world_size if run.rank == 0 else None
-            dist.gather_object(mine, parts)
-            sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
-        opt_states.append(sd)
-    if run.rank == 0:
-        os.makedirs(os.path.dirname(run.ckpt_path) or ".", exist_ok=True)
-        cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+    """Rank 0 writes `ckpt` with the model, every optimizer's state (sharded ones gather theirs) and the RNG.
+    Returns why the write failed (a full disk, say), or None; a failed write leaves the previous checkpoint."""
+    check_state(ckpt["state"])
+    opt_states = [opt.state_dict() for opt in optimizers]  # on every rank: a sharded state_dict() is a collective
+    if run.rank != 0:
+        return None
+    cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+    try:
         torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
                         num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
                         optimizers=opt_states, rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
         os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the previous checkpoint stays until this one is whole
+    except (OSError, RuntimeError) as e:
+        if os.path.exists(run.ckpt_path + ".tmp"):
+            os.remove(run.ckpt_path + ".tmp")
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"
+    run.saved = (ckpt["trial"], ckpt["step"])
+    return None
 
 
 def restore(run, ckpt, optimizers):
     """The interrupted trial's model, optimizer states (each rank keeps its own shard) and RNG."""
     run.raw_model.load_state_dict(ckpt["model"])
     for opt, sd in zip(optimizers, ckpt["optimizers"]):
-        if getattr(opt, "owner", None):
-            sd = dict(sd, state=owned(opt, sd["state"], run.rank))
         opt.load_state_dict(sd)
     torch.set_rng_state(ckpt["rng"])
     if run.device.type == "cuda":
@@ -694,7 +788,7 @@ def forward_backward(run, inputs, targets):
 
 
 def optimizer_step(run, optimizers):
-    """Sum the gradients over ranks and step every optimizer. An optimizer with `owner` (Muon) sums its own
+    """Sum the gradients over ranks and step every optimizer. A MatrixOptimizer (with `owner`) sums its own
     inside step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors together)
     and waited for just before the first optimizer that reads them."""
     works = []
@@ -724,7 +818,8 @@ def run_trial(run, trial, ckpt):
         optimizers = make_optimizers(run.raw_model)
         state = restore(run, ckpt, optimizers)
         start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
-        log(run, f"{tag} resumed from {run.ckpt_path} at step {start}")
+        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size {run.world_size} "
+            f"(micro_batch_seqs {run.micro})")
     else:
         log(run, f"{tag} seed {seed}")
         torch.manual_seed(seed)
@@ -743,7 +838,7 @@ def run_trial(run, trial, ckpt):
     flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.device.type == "cuda"), None
     val, last_save, t0 = float("nan"), time.perf_counter(), time.perf_counter()
     for step in range(start, train_steps + 1):
-        if is_val_step(step):
+        if step == train_steps or is_val_step(step):  # every trial validates after its last step
             run.sync()
             train_time += time.perf_counter() - t0  # the clock stops during val
             val = evaluate(run)
@@ -752,6 +847,7 @@ def run_trial(run, trial, ckpt):
                 + f" train_time:{train_time:.3f}s step_avg:{1000 * train_time / max(step, 1):.2f}ms")
             if reached is None and val <= 3.28:
                 reached = step
+            check_state(state)
             t0 = time.perf_counter()
         if step == train_steps:
             break
@@ -769,9 +865,11 @@ def run_trial(run, trial, ckpt):
         step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), run.stop[0] if run.stop else 0,
                                   device=run.device), torch.full((), due, device=run.device)]).int()
         flags_sent = dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True) if run.world_size > 1 else None
-        set_hparams(step, optimizers)
+        set_hparams(step, optimizers, state)
         optimizer_step(run, optimizers)
         after_step(step, run.raw_model, optimizers, state)
+        if step == start:
+            check_state(state)
         if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
             flags_sent.wait()
         flags.copy_(step_flags, non_blocking=True)
@@ -781,12 +879,17 @@ def run_trial(run, trial, ckpt):
         if step > start and (signum or save):  # the state after this step: a resume starts at step + 1
             run.sync()
             train_time += time.perf_counter() - t0
-            save_checkpoint(run, optimizers, trial=trial, step=step + 1, train_time=train_time, reached=reached,
-                            state=state)
+            failed = save_checkpoint(run, optimizers, trial=trial, step=step + 1, train_time=train_time,
+                                     reached=reached, state=state)
             last_save = t0 = time.perf_counter()
+            kept = f"trial {run.saved[0] + 1} step {run.saved[1]}" if run.saved else "none"
+            if failed:
+                log(run, f"{tag} checkpoint at step {step + 1} not written ({failed}); the last one is {kept}, "
+                    "so the steps since are unprotected" + ("" if signum else "; training goes on"))
             if signum:
-                log(run, f"{tag} stopped by signal {signum} at step {step + 1}; checkpoint {run.ckpt_path}; "
-                    "resume with: RESUME=" + run.ckpt_path + " and the same launch command")
+                log(run, f"{tag} stopped by signal {signum} at step {step + 1}; " + (
+                    "no checkpoint to resume from" if not run.saved else f"checkpoint {run.ckpt_path}; resume with: "
+                    f"RESUME={run.ckpt_path} and the same launch command" + (f" (from {kept})" if failed else "")))
                 raise SystemExit(128 + signum)
     peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.device.type == "cuda" else 0.0
     log(run, f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
@@ -816,7 +919,10 @@ def main(num_trials=1):
         code = f.read()
     resume = os.environ.get("RESUME")
     ckpt = load_checkpoint(resume, code) if resume else None
-
+    log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(log_dir, f"{uuid.uuid4()}.txt"))
+    ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(log_path)[:-4] + ".pt")
+    for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
+        check_writable(directory)
     if device_type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -826,18 +932,16 @@ def main(num_trials=1):
         torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention fails to build a plan for this layout on some versions
     else:
         device = torch.device("cpu")
+    micro = choose_micro_batch(device, batch_size // world_size // seq_len, world_size)
     if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
     stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run after the next step, then exits
     old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop,
-                                    micro=choose_micro_batch(device, batch_size // world_size // seq_len),
-                                    sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None)
-        run.log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(log_dir, f"{uuid.uuid4()}.txt"))
-        run.ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(run.log_path)[:-4] + ".pt")
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop, micro=micro,
+                                    sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None,
+                                    log_path=log_path, ckpt_path=ckpt_path, saved=None)
         if rank == 0:
-            os.makedirs(os.path.dirname(run.log_path), exist_ok=True)
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
         if not ckpt:
@@ -845,7 +949,8 @@ def main(num_trials=1):
             log(run, "=" * 100, echo=False)
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
             log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
-                f"| micro_batch_seqs {run.micro}")
+                f"| micro_batch_seqs {run.micro}" + (f" (micro_batch_seqs = {micro_batch_seqs} is more than the {run.micro} "
+                "sequences of a rank)" if micro_batch_seqs and micro_batch_seqs > run.micro else ""))
             log(run, "=" * 100, echo=False)
         with torch.device(device):
             run.raw_model = GPT(vocab_size, num_layers, model_dim)
