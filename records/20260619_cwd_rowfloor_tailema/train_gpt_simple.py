@@ -35,7 +35,8 @@ def shard_token_count(path):
     """Token count of the shard at `path` from its header, after checking the header and file size."""
     kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
     chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
-    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} (it replaces only bad files)"
+    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} " \
+                 "(it replaces only bad files)"
     try:
         with open(path, "rb") as f:
             header, size = f.read(1024), os.fstat(f.fileno()).st_size
@@ -636,11 +637,14 @@ def check_launch():
     if device_type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
                          "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
-    for name, value, least in (("train_steps", train_steps, 1), ("micro_batch_seqs", micro_batch_seqs or 1, 1),
-                               ("checkpoint_every", checkpoint_every or 0, 0)):
-        if type(value) not in (int, float if name == "checkpoint_every" else int) or not value >= least:
-            raise SystemExit(f"{name} = {globals()[name]!r}: must be a whole number >= {least}"
-                             + (" or None" if name != "train_steps" else ""))
+    for name, ok, want in (
+            ("train_steps", type(train_steps) is int and train_steps >= 1, "a whole number >= 1"),
+            ("micro_batch_seqs", micro_batch_seqs is None or type(micro_batch_seqs) is int and micro_batch_seqs >= 1,
+             "None or a whole number >= 1"),
+            ("checkpoint_every", checkpoint_every is None or type(checkpoint_every) in (int, float)
+             and checkpoint_every >= 0, "None or seconds >= 0")):
+        if not ok:
+            raise SystemExit(f"{name} = {globals()[name]!r}: must be {want}")
     try:
         inspect.signature(set_hparams).bind(0, [], {})
     except TypeError:
@@ -940,7 +944,7 @@ def main(num_trials=1):
     try:
         run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop, micro=micro,
                                     sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None,
-                                    log_path=log_path, ckpt_path=ckpt_path, saved=None)
+                                    log_path=log_path, ckpt_path=ckpt_path, saved=ckpt and (ckpt["trial"], ckpt["step"]))
         if rank == 0:
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
