@@ -82,6 +82,110 @@ FRONTIER_GLOBAL_EMA = [
     ("\ndef set_hparams(step, optimizers):\n    muon, adam", "\nEMA = None\n\n\ndef set_hparams(step, optimizers):\n    muon, adam"),
 ]
 
+# A readout that keeps the best val loss in the param groups (reached through a module global that make_optimizers
+# sets) and a schedule that halves the lr on each plateau: the loss steers training (RULES 2.6). Validating every 2
+# steps gives it plateaus to find in a 12-step run. The state lives in the param groups, so a resume keeps it.
+VAL_STEER = '''
+OPTIMIZERS = []
+
+
+def make_optimizers(model):
+    adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.7),
+                              dict(params=[model.proj.weight], lr=0.004),
+                              dict(params=[p for p in model.parameters() if p.ndim < 2], lr=0.015)],
+                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0.001, fused=True)
+    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.025, weight_decay=0.05, mu=0.95)
+    OPTIMIZERS[:] = [muon, adam]
+    return [muon, adam]
+
+
+def is_val_step(step):
+    return step == train_steps or step % 2 == 0
+
+
+def set_hparams(step, optimizers):
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * lr_multiplier(step) * 0.5 ** group.get("plateaus", 0)
+
+
+def readouts(step, model, val_loss, evaluate, state):
+    for group in (g for opt in OPTIMIZERS for g in opt.param_groups):
+        if val_loss >= group.get("best_val", float("inf")):
+            group["plateaus"] = group.get("plateaus", 0) + 1
+        group["best_val"] = min(group.get("best_val", float("inf")), val_loss)
+    return {}
+'''
+
+# after_step multiplies every weight by 1 - 1.5 * lr: at the embedding's lr of 0.7 the factor is -0.05, a sign flip
+FLIP = '''
+@torch.no_grad()
+def after_step(step, model, optimizers, state):
+    for opt in optimizers:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.mul_(1 - 1.5 * group["lr"])
+'''
+
+# block 0's MLP replaced by one with GELU squared (the module tree changes in make_optimizers, on every trial and
+# resume alike, so every other check passes)
+GELU_MLP = '''
+class GeluMLP(MLP):
+    def forward(self, x):
+        return self.proj(F.gelu(self.fc(x)).square())
+
+
+def make_optimizers(model):
+    model.blocks[0].mlp = GeluMLP(model.model_dim if hasattr(model, "model_dim") else model.embed.weight.size(1))
+    adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.7),
+                              dict(params=[model.proj.weight], lr=0.004),
+                              dict(params=[p for p in model.parameters() if p.ndim < 2], lr=0.015)],
+                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0.001, fused=True)
+    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.025, weight_decay=0.05, mu=0.95)
+    return [muon, adam]
+'''
+
+# per-rank noise added to the weights in before_forward (rank 0 adds none)
+RANK_NOISE = '''
+@torch.no_grad()
+def before_forward(step, model, optimizers, state):
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    for p in model.parameters():
+        p.add_((torch.randn(p.shape) * 1e-3 * rank).to(p.dtype))
+'''
+
+# noise from a torch.Generator kept in a module global: a resume restarts it
+GENERATOR_NOISE = '''
+NOISE = torch.Generator().manual_seed(0)
+
+
+@torch.no_grad()
+def before_forward(step, model, optimizers, state):
+    for p in model.parameters():
+        p.add_((torch.randn(p.shape, generator=NOISE) * 1e-4).to(p.dtype))
+'''
+
+# `state` keeps the head's weight itself (not a copy): after a resume it holds a copy that no longer follows it
+STATE_ALIAS = '''
+@torch.no_grad()
+def after_step(step, model, optimizers, state):
+    if "head" not in state:
+        state["head"] = model.proj.weight
+'''
+
+# Copies for the end-to-end tests that are not one check's broken copy: an endless loop in init_params (fails `run`,
+# named; slow with the default limits), a script that prints 1 MB per step (passes, with a warning), a schedule with
+# a one-step spike of the momentum and a step written in absolute steps (passes, with warnings).
+STALL = "\ndef init_params(model):\n    while True:\n        pass\n"
+CHATTY = "\ndef after_step(step, model, optimizers, state):\n    print('x' * (1 << 20))\n"
+SPIKY = """
+def set_hparams(step, optimizers):
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["lr"] = group["initial_lr"] * lr_multiplier(step) * (0.1 if step > 2000 else 1.0)
+        if "mu" in group:
+            group["mu"] = 0.5 if step == 6 else 0.95
+"""
+
+
 # Sub-strings of the baseline used below
 BACKWARD = "        loss.backward()\n"
 MUON_BUFS = '            bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in P]\n'
@@ -142,6 +246,19 @@ def set_hparams(step, optimizers):
     "resume@signal": ("the stop signal's handler does nothing: SIGTERM neither stops nor checkpoints the run",
                       [("signal.signal(s, lambda signum, frame: stop.append(signum))",
                         "signal.signal(s, lambda signum, frame: None)")], None),
+    "learns": ("a sign error: the loss is negated before backward, so every optimizer climbs it",
+               [(BACKWARD, "        (-loss).backward()\n")], None),
+    "updates@flip": ("after_step multiplies every weight by 1 - 1.5 * lr: the embedding by -0.05 at its lr of 0.7",
+                     [], FLIP),
+    "val_steer": ("readouts counts plateaus of the val loss in the param groups and set_hparams halves the lr on each",
+                  [], VAL_STEER),
+    "ranks@before_forward": ("before_forward adds noise that differs by rank", [], RANK_NOISE),
+    "weights@bf16": ("a readout that keeps its copies in bfloat16: the float32 weights come back rounded",
+                     [("    saved = [p.clone() for p in params]\n", "    saved = [p.bfloat16() for p in params]\n")],
+                     FRONTIER),
+    "resume@generator": ("noise drawn from a torch.Generator kept in a module global", [], GENERATOR_NOISE),
+    "resume@state": ("`state` keeps the head's weight itself, not a copy", [], STATE_ALIAS),
+    "architecture@module": ("block 0's MLP replaced by a GELU one in make_optimizers", [], GELU_MLP),
     "architecture": ("a wider model", [("vocab_size, num_layers, model_dim = 50304, 12, 768",
                                         "vocab_size, num_layers, model_dim = 50304, 12, 1024")], None),
     "data": ("every rank trains on rank 0's slice of the batch",

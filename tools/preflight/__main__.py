@@ -1,0 +1,5 @@
+import sys
+
+from tools.preflight.report import main
+
+sys.exit(main())
