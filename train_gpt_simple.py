@@ -457,7 +457,7 @@ def check_state(value, path="state"):
 
 
 def choose_micro_batch(device, seqs_per_rank, world_size):
-    """micro_batch_seqs, or the largest that fits the GPU: peak ~ 2.2 + 0.42 GiB per sequence (README, Memory)."""
+    """micro_batch_seqs, or the largest that fits the GPU: peak ~ 2.1 + 0.42 GiB per sequence (docs/speed.md)."""
     if micro_batch_seqs is None:
         gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
         return math.gcd(64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8, seqs_per_rank)

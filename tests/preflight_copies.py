@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "train_gpt_simple.py"
 MARKER = "# -----------------------------------------------------------------------------\n# Training and Validation"
 
-# The frontier's loop changes as a researcher writes them (README, Writing an approach), scaled to any
+# The frontier's loop changes as a researcher writes them (docs/writing-an-approach.md), scaled to any
 # train_steps: per-group schedules, val steps without step 0, a lookahead before the forward, a weight EMA
 # from half-way (so that the late resumes of a 12-step preflight start after it exists) and its readout.
 FRONTIER = '''
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     muon, adam = optimizers
     for group in adam.param_groups:
         group["lr"] = group["initial_lr"] * lr_multiplier(step)
@@ -79,7 +79,7 @@ FRONTIER_GLOBAL_EMA = [
         return {"val_ema_loss": val_loss}''', '''    if EMA is None:
         return {"val_ema_loss": val_loss}'''),
     ('zip(params, state["ema"])', "zip(params, EMA)"),
-    ("\ndef set_hparams(step, optimizers):\n    muon, adam", "\nEMA = None\n\n\ndef set_hparams(step, optimizers):\n    muon, adam"),
+    ("\ndef set_hparams(step, optimizers, state):\n    muon, adam", "\nEMA = None\n\n\ndef set_hparams(step, optimizers, state):\n    muon, adam"),
 ]
 
 # A readout that keeps the best val loss in the param groups (reached through a module global that make_optimizers
@@ -103,7 +103,7 @@ def is_val_step(step):
     return step == train_steps or step % 2 == 0
 
 
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     for group in (g for opt in optimizers for g in opt.param_groups):
         group["lr"] = group["initial_lr"] * lr_multiplier(step) * 0.5 ** group.get("plateaus", 0)
 
@@ -178,7 +178,7 @@ def after_step(step, model, optimizers, state):
 STALL = "\ndef init_params(model):\n    while True:\n        pass\n"
 CHATTY = "\ndef after_step(step, model, optimizers, state):\n    print('x' * (1 << 20))\n"
 SPIKY = """
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     for group in (g for opt in optimizers for g in opt.param_groups):
         group["lr"] = group["initial_lr"] * lr_multiplier(step) * (0.1 if step > 2000 else 1.0)
         if "mu" in group:
@@ -188,8 +188,8 @@ def set_hparams(step, optimizers):
 
 # Sub-strings of the baseline used below
 BACKWARD = "        loss.backward()\n"
-MUON_BUFS = '            bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in P]\n'
-MUON_INIT = "        self.owner, self.offset, self.part = {}, {}, 0\n"
+MUON_BUFS = '        m = state.setdefault("momentum_buffer", torch.zeros_like(G))\n'
+MUON_INIT = "        self.newton_schulz = compiled(newton_schulz, params[0].device)\n"
 
 # check (optionally @variant) -> (what the mistake is, substitutions, extension text to add or None)
 BROKEN = {
@@ -202,7 +202,7 @@ BROKEN = {
               [("        params = list(self.offset)\n",
                 "        raise RuntimeError('preflight test: the optimizer fails at step 0')\n")], None),
     "finite": ("Muon's momentum turns inf once its lr has decayed below 0.02 (a step of the schedule, the same after a "
-               "resume)", [(MUON_BUFS, MUON_BUFS + "            if lr < 0.02:\n                bufs[0].fill_(float('inf'))\n")],
+               "resume)", [(MUON_BUFS, MUON_BUFS + "        if lr < 0.02:\n            m[0].fill_(float('inf'))\n")],
                None),
     "optimizers": ("the head's group left out of make_optimizers",
                    [("                              dict(params=[model.proj.weight], lr=0.004),\n", "")], None),
@@ -221,7 +221,7 @@ def after_step(step, model, optimizers, state):
     "lr": ("a schedule typo: (0.9 - x) for (1 - x), below 0 in the last 10% of the steps",
            [("    return 1.0 if x < 0.3 else (1 - x) / 0.7\n", "    return 1.0 if x < 0.3 else (0.9 - x) / 0.7\n")], None),
     "hparams": ("a momentum schedule typo: 0.2 for 0.1, so mu passes 1 in the last quarter", [], '''
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     for group in (g for opt in optimizers for g in opt.param_groups):
         group["lr"] = group["initial_lr"] * lr_multiplier(step)
         if "mu" in group:
@@ -230,7 +230,7 @@ def set_hparams(step, optimizers):
     "weights": ("a readout that keeps p.detach() (an alias) instead of a copy: the weights stay blended",
                 [("    saved = [p.clone() for p in params]\n", "    saved = [p.detach() for p in params]\n")], FRONTIER),
     "weights@set_hparams": ("set_hparams shrinks the weights through p.data", [], '''
-def set_hparams(step, optimizers):
+def set_hparams(step, optimizers, state):
     for group in (g for opt in optimizers for g in opt.param_groups):
         group["lr"] = group["initial_lr"] * lr_multiplier(step)
         for p in group["params"]:
@@ -238,10 +238,10 @@ def set_hparams(step, optimizers):
 '''),
     "resume": ("Muon keeps its momentum in an attribute of the optimizer, not in opt.state",
                [(MUON_INIT, MUON_INIT + "        self.momenta = {}\n"),
-                (MUON_BUFS, "            bufs = [self.momenta.setdefault(p, torch.zeros_like(p)) for p in P]\n")], None),
+                (MUON_BUFS, "        m = self.momenta.setdefault(tuple(G.shape), torch.zeros_like(G))\n")], None),
     "resume@global": ("Muon keeps its momentum in a module global",
-                      [("class Muon(torch.optim.Optimizer):\n", "MOMENTA = {}\n\n\nclass Muon(torch.optim.Optimizer):\n"),
-                       (MUON_BUFS, "            bufs = [MOMENTA.setdefault(p, torch.zeros_like(p)) for p in P]\n")], None),
+                      [("class Muon(MatrixOptimizer):\n", "MOMENTA = {}\n\n\nclass Muon(MatrixOptimizer):\n"),
+                       (MUON_BUFS, "        m = MOMENTA.setdefault(tuple(G.shape), torch.zeros_like(G))\n")], None),
     "resume@ema": ("the weight EMA kept in a module global instead of `state`", FRONTIER_GLOBAL_EMA, FRONTIER),
     "resume@signal": ("the stop signal's handler does nothing: SIGTERM neither stops nor checkpoints the run",
                       [("signal.signal(s, lambda signum, frame: stop.append(signum))",
@@ -272,7 +272,13 @@ def set_hparams(step, optimizers):
                    [('log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}"',
                      'log(run, f"step:{step}/{train_steps} val loss:{val:.5f}"')], None),
     "log_format@missing": ("the loop skips the val pass of step 0 that is_val_step asks for",
-                           [("        if is_val_step(step):\n", "        if is_val_step(step) and step > 0:\n")], None),
+                           [("        if step == train_steps or is_val_step(step):  # every trial validates after its "
+                             "last step\n", "        if step == train_steps or is_val_step(step) and step > 0:\n")],
+                           None),
+    "log_format@final": ("the loop's val after the last step removed, is_val_step without the last step",
+                         [("        if step == train_steps or is_val_step(step):  # every trial validates after its "
+                           "last step\n", "        if is_val_step(step) and step < train_steps:\n")],
+                         "\ndef is_val_step(step):\n    return step % 4 == 0\n"),
     "hardcoded": ("a hyperparameter read from the environment",
                   [("lr=0.025, weight_decay=0.05, mu=0.95)",
                     'lr=float(os.environ.get("MUON_LR", "0.025")), weight_decay=0.05, mu=0.95)')], None),

@@ -24,7 +24,7 @@ LOOKAHEAD = (5, 25)  # steps with a lookahead move
 EMA_FROM = 18  # the weight EMA starts after step 17
 STOP_AT = 21  # SIGTERM in the forward of step 20: the state after step 21 is saved, the run resumes at 22
 
-# What a researcher writes in the Init & Optim Hyperparams section (the README's examples, at the tiny size).
+# What a researcher writes in the Init & Optim Hyperparams section (docs/writing-an-approach.md's examples, at the tiny size).
 EXTENSIONS = f'''
 def set_hparams(step, optimizers, state):
     muon, adam = optimizers

@@ -130,3 +130,11 @@ def test_resume_ends_bitwise_like_the_run_that_went_on(lab, world):
             for g, w in zip(got, want):
                 assert g.keys() == w.keys()
                 assert all(torch.equal(g[n][k], w[n][k]) for n in w for k in w[n] if torch.is_tensor(w[n][k]))
+
+
+def test_the_copy_passes_the_full_length_preflight(lab):
+    """Every step of the script's own 3250 on the CPU (tools.preflight at full length: about 40 s idle)."""
+    from tools import preflight
+    info = preflight.preflight(lab.script)
+    assert info["train_steps"] == 3250 and info["steps_source"] == "the script's train_steps"
+    assert info["ok"] and all(c["status"] == "PASS" for c in info["checks"]), preflight.format_report(info)

@@ -142,9 +142,9 @@ EXPECTED_DETAIL = {  # what each failing check must name
                 "a momentum or beta at or above 1"],
     "weights": ["short trial 1, step 7: readouts changed embed.weight"],
     "weights@set_hparams": ["between before_forward and the optimizers' step", "changed blocks.0"],
-    "resume": ["optimizer 0 (Muon) attributes (not in a checkpoint): momenta[blocks.0.attn.q.weight]",
+    "resume": ["optimizer 0 (Muon) attributes (not in a checkpoint): momenta[(2, 16, 16)]",
                "1 rank, stopped by SIGTERM at step 5", "2 ranks, late, resumed at step 10"],
-    "resume@global": ["module globals (not in a checkpoint): MOMENTA[blocks.0.attn.q.weight]"],
+    "resume@global": ["module globals (not in a checkpoint): MOMENTA[(2, 16, 16)]"],
     "resume@ema": ["module globals (not in a checkpoint): EMA[i] (33 entries)", "val_ema_loss",
                    "right after the restore at step 5, already different (lost at the resume)",
                    "1 rank, late, resumed at step 8"],
@@ -157,6 +157,7 @@ EXPECTED_DETAIL = {  # what each failing check must name
     "log_script": ["the log does not start with the script's exact text"],
     "log_format": ["a val line not in the layout of RULES 6.2", "val loss:"],
     "log_format@missing": ["validates at steps other than the script's is_val_step says: missing 0"],
+    "log_format@final": ["has no val after its last step", "every trial validates at train_steps (RULES 6.1)"],
     "hardcoded": ["os.environ.get() reads 'MUON_LR'"],
 }
 

@@ -453,20 +453,22 @@ def test_log_lines_of_two_trials(e2e):
         tag = f"trial {trial}/2"
         assert body[i] == f"{tag} seed {SEED + trial - 1}"
         i += 1
-        last_time = 0.0
+        last_time, reached = 0.0, None
         for step in expected:
             m = VAL_LINE.fullmatch(body[i])
             assert m, body[i]
             assert (int(m.group(1)), int(m.group(2))) == (step, E2E_STEPS)
             loss, train_time, avg = float(m.group(3)), float(m.group(4)), float(m.group(5))
-            assert 3.0 < loss < 6.0
+            assert 1.1 < loss < 6.0  # the synthetic stream's entropy floor is 1.110 (tools.tiny)
             assert train_time >= last_time
             # train_time is printed to 0.0005 s, step_avg to 0.005 ms: all that the two printed numbers can promise
             # (at step 0 a 0.05 ms step_avg next to train_time 0.000s is right: the time was 0.00005 s)
             assert avg == pytest.approx(1000 * train_time / max(step, 1), abs=1000 * 0.0005 / max(step, 1) + 0.005 + 1e-9)
             last_time = train_time
+            reached = step if reached is None and loss <= 3.28 else reached
             i += 1
-        assert body[i] == f"{tag} target val_loss<=3.28 not reached"
+        # the synthetic stream can be learned below 3.28: the target line names the first val step at or below it
+        assert reached is not None and body[i] == f"{tag} target val_loss<=3.28 first reached at step {reached}"
         m = re.fullmatch(rf"{tag} summary: steps {E2E_STEPS} final_val_loss (\d+\.\d{{5}}) train_time (\d+\.\d{{3}})s "
                          rf"step_avg (\d+\.\d\d)ms peak_mem 0\.0GiB seed {SEED + trial - 1}", body[i + 1])
         assert m, body[i + 1]

@@ -68,9 +68,9 @@ CHECKS = [
      "keep main()'s log(code) and log('=' * 100) at the top of the log"),
     ("log_format", "6",
      "(g) every val line has the layout of RULES 6.2; each trial validates at exactly the steps of the script's "
-     "is_val_step; the script's text never matches the public pattern",
-     "keep the val line as the baseline prints it ('step:S/N val_loss:L [name:value ...] train_time:Ts step_avg:Mms'); "
-     "no digits after 'step:' in the script's text"),
+     "is_val_step and after its last step; the script's text never matches the public pattern",
+     "keep the val line as the baseline prints it ('step:S/N val_loss:L [name:value ...] train_time:Ts step_avg:Mms') "
+     "and the loop's val after the last step (RULES 6.1); no digits after 'step:' in the script's text"),
     ("hardcoded", "2.5",
      "(h) hyperparameters hard-coded: no command-line parsing, sys.argv only for the trial count, os.environ only "
      + "/".join(ALLOWED_ENV), "write hyperparameters into the script; the log must reproduce the run"),

@@ -156,7 +156,7 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
     report.set(*(("constants",) + check_constants(user, base)))
     try:
         user.train_steps = train_steps  # the val steps at this length, for the plan (the runs set it themselves)
-        val_steps = [s for s in range(train_steps + 1) if user.is_val_step(s)]
+        val_steps = [s for s in range(train_steps + 1) if s == train_steps or user.is_val_step(s)]
     except Exception:
         val_steps = rule_val_steps(train_steps)  # the runs will show the script's error
     plan = plan_runs(train_steps, val_steps)

@@ -272,7 +272,8 @@ class Hub:
     def record_val_steps(self):
         """The steps the script's own is_val_step validates (with this run's train_steps)."""
         if callable(getattr(self.m, "is_val_step", None)):
-            self.r["val_steps"] = [s for s in range(self.m.train_steps + 1) if self.m.is_val_step(s)]
+            T = self.m.train_steps  # the loop validates after the last step whatever is_val_step says (RULES 6.1)
+            self.r["val_steps"] = [s for s in range(T + 1) if s == T or self.m.is_val_step(s)]
 
 
 def instrument(cfg, module, result):

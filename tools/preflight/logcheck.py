@@ -96,6 +96,9 @@ def check_log_format(text, expected, train_steps, n_trials, nonfinite=False):
         if steps != expected and not (nonfinite and steps == expected[:len(steps)]):
             extra, missing = sorted(set(steps) - set(expected)), sorted(set(expected) - set(steps))
             twice = sorted(s for s, c in collections.Counter(steps).items() if c > 1)
+            if train_steps in missing and not (nonfinite or extra or twice or missing[:-1]):
+                return (f"trial {i} has no val after its last step {train_steps}: every trial validates at "
+                        "train_steps (RULES 6.1), and its final val loss is that val")
             return (f"trial {i} validates at steps other than the script's is_val_step says: "
                     + "; ".join(x for x in [f"extra {_clip(extra)}" if extra else "", f"missing {_clip(missing)}"
                                             if missing else "", f"twice {_clip(twice)}" if twice else ""] if x)

@@ -166,6 +166,6 @@ def public_format_problem(tree, script):
             "script without running it and calls its main(num_trials), so it did not import this one. To check it "
             "here, port it into a copy of the harness's script: python -m tools.new NAME AGENT, then put its optimizer "
             "classes in the Optimizer section and its hyperparameters, schedules, val steps, lookahead, EMA and "
-            "readouts in Init & Optim Hyperparams (README: Writing an approach); the seed comes from SEED=, not a "
+            "readouts in Init & Optim Hyperparams (docs/writing-an-approach.md); the seed comes from SEED=, not a "
             "flag (RULES 2.5)")
 
