@@ -405,6 +405,10 @@ def check_launch():
              and checkpoint_every >= 0, "None or seconds >= 0")):
         if not ok:
             raise SystemExit(f"{name} = {globals()[name]!r}: must be {want}")
+    seed = os.environ.get("SEED")
+    if seed is not None and not (seed.isascii() and seed.isdigit() and int(seed) < 2 ** 63):
+        raise SystemExit(f"SEED={seed!r}: must be a whole number from 0 to 2**63 - 1, such as the seed a log's "
+                         "'trial i/n seed S' line names")
     try:
         inspect.signature(set_hparams).bind(0, [], {})
     except TypeError:
@@ -683,8 +687,9 @@ def main(num_trials=1):
         code = f.read()
     resume = os.environ.get("RESUME")
     ckpt = load_checkpoint(resume, code) if resume else None
-    log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(log_dir, f"{uuid.uuid4()}.txt"))
-    ckpt_path = resume or os.path.join(checkpoint_dir, os.path.basename(log_path)[:-4] + ".pt")
+    log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(os.path.expanduser(log_dir),
+                                                                          f"{uuid.uuid4()}.txt"))
+    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir), os.path.basename(log_path)[:-4] + ".pt")
     for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
         check_writable(directory)
     if device_type == "cuda":

@@ -302,3 +302,18 @@ def test_a_stop_under_torchrun_checkpoints_and_torchrun_reports_the_workers_exit
     assert re.fullmatch(rf"trial 1/1 stopped by signal 15 at step \d+; checkpoint {re.escape(ckpt)}; resume with: "
                         rf"RESUME={re.escape(ckpt)} and the same launch command", last), last
     assert status == 1 and "SignalException: Process" in rest and "got signal: 15" in rest, (status, rest[-3000:])
+
+
+@pytest.mark.parametrize("seed", ["abc", "-5", "1.5", "99999999999999999999999", "٣"])
+def test_a_seed_that_is_not_a_seed(tmp_path, data, seed):
+    over = overrides(data, tmp_path)
+    error = tiny.run(SCRIPT, 1, over, 1, None, env=dict(SEED=seed, RESUME=""))[0]["error"]
+    assert error.startswith(f"SystemExit: SEED={seed!r}: must be a whole number from 0 to 2**63 - 1"), error
+    assert not os.path.exists(over["log_dir"])
+
+
+def test_a_home_directory_in_log_dir_is_expanded(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    over = overrides(data, tmp_path, log_dir="~/logs", checkpoint_dir="~/ckpt")
+    assert run(tmp_path, over)[0]["error"] is None
+    assert len(os.listdir(tmp_path / "home" / "logs")) == 1 and not os.path.exists("~")
