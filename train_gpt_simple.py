@@ -440,20 +440,10 @@ def check_launch():
         raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
 
 
-def check_writable(directory):
-    try:
-        os.makedirs(directory, exist_ok=True)
-        tempfile.TemporaryFile(dir=directory).close()
-    except OSError as e:
-        raise SystemExit(f"cannot write to {directory} ({e.strerror or e}): the run's log and checkpoints go there; "
-                         "make it writable or set log_dir / checkpoint_dir in the Setup section") from None
-
-
 def check_state(value, path="state"):
     """SystemExit naming the first value of the trial's state that a checkpoint cannot hold."""
-    if isinstance(value, (list, tuple, dict)):
+    if isinstance(value, (dict, list, tuple)):
         for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-            check_state(key, f"a key of {path}") if isinstance(value, dict) else None
             check_state(item, f"{path}[{key!r}]")
     elif not (value is None or isinstance(value, (torch.Tensor, bool, int, float, str))):
         raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, strings and "
@@ -691,7 +681,12 @@ def main(num_trials=1):
                                                                           f"{uuid.uuid4()}.txt"))
     ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir), os.path.basename(log_path)[:-4] + ".pt")
     for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
-        check_writable(directory)
+        try:  # found now, not when a stop signal asks for a checkpoint
+            os.makedirs(directory, exist_ok=True)
+            tempfile.TemporaryFile(dir=directory).close()
+        except OSError as e:
+            raise SystemExit(f"cannot write to {directory} ({e.strerror or e}): the run's log and checkpoints go "
+                             "there; make it writable or set log_dir / checkpoint_dir in the Setup section") from None
     if device_type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
