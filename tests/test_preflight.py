@@ -461,7 +461,7 @@ def test_public_repo_format_gets_what_to_change(tmp_path, capsys):
     line = next(line for line in out.splitlines() if "public repo's format" in line)
     assert "line 8: parses the command line (parser.parse_args)" in line
     assert "line 9: starts distributed or CUDA work (dist.init_process_group)" in line and "no main(num_trials)" in line
-    assert "python -m tools.new" in line and "Writing an approach" in line and "SEED=" in line
+    assert "python -m tools.new" in line and "docs/writing-an-approach.md" in line and "SEED=" in line
     assert "FAIL  hardcoded" in out  # argparse is also a hard-coding problem
 
 
