@@ -132,9 +132,3 @@ def check_constants(user, base):
         return FAIL, "; ".join(differ)
     return PASS, f"batch_size {base.batch_size}, seq_len {base.seq_len}, val_tokens {base.val_tokens}"
 
-
-def rule_val_steps(train_steps):
-    """RULES 6.1: step 0, every 125 while step/train_steps < 0.9, every 25 from there, and train_steps."""
-    return [s for s in range(train_steps + 1)
-            if s == train_steps or s % (125 if s / train_steps < 0.9 else 25) == 0]
-
