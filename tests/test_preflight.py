@@ -151,6 +151,8 @@ EXPECTED_DETAIL = {  # what each failing check must name
     "resume@signal": ["SIGTERM during step 3 did not stop short_stop with a checkpoint at step 5"],
     "architecture": ["GPT(50304, 12, 1024) vs the baseline's GPT(50304, 12, 768)"],
     "data": ["rank 1 of 2", "yields other tokens than the baseline's"],
+    "data@gap": ["check_launch() accepted train shards without fineweb_train_000002.bin: the stream would skip that "
+                 "shard and train on other tokens"],
     "constants": ["val_tokens = 5242880 (baseline 10485760)"],
     "one_pass": ["2 training forwards and 4 backwards (expected 2 each)"],
     "imports": ["import numpy"],

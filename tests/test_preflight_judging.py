@@ -1433,3 +1433,58 @@ def test_read_text_keeps_what_the_checks_use_of_a_huge_log(tmp_path, monkeypatch
     assert text.startswith("CODE\n" + SEP) and val(0, 2) in text and "stopped: training loss" in text
     assert (64 << 10) <= len(text) < (64 << 10) + 500 and "chatter 19999" not in text
     assert pf_runs.read_text(str(tmp_path / "none")) == ""
+
+
+# -----------------------------------------------------------------------------
+# data at launch: a gap in the train shards
+
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory):
+    return tiny.tiny_data(str(tmp_path_factory.mktemp("gap") / "data"), compare.STREAM_STEPS)
+
+
+def test_gap_check_passes_the_baseline_and_puts_its_globals_back(base_module, tiny_shards):
+    before = {k: getattr(base_module, k) for k in ("train_files", "val_files", "train_steps", "batch_size", "device_type",
+                                                   "micro_batch_seqs", "val_tokens")}
+    assert compare.check_gap(base_module, *tiny_shards) == \
+        (True, "check_launch() refuses train shards without fineweb_train_000002.bin")
+    assert {k: getattr(base_module, k) for k in before} == before
+
+
+def test_gap_check_fails_a_launch_that_accepts_a_gap(tmp_path, tiny_shards):
+    user = load_copy(tmp_path, "gap", pc.BROKEN["data@gap"][1])
+    ok, text = compare.check_gap(user, *tiny_shards)
+    assert not ok and text.startswith("check_launch() accepted train shards without fineweb_train_000002.bin"), text
+    assert user.train_files == "data/fineweb10B/fineweb_train_*.bin" and user.train_steps == 3250
+
+
+def test_gap_check_names_the_missing_shard_it_asks_for(base_module, tiny_shards):
+    assert compare.check_gap(base_module, *tiny_shards, missing=1) == \
+        (True, "check_launch() refuses train shards without fineweb_train_000001.bin")
+    ok, text = compare.check_gap(base_module, *tiny_shards, missing=3)  # after the last shard 50 steps need: accepted
+    assert not ok and text.startswith("check_launch() accepted train shards without fineweb_train_000003.bin"), text
+
+
+def test_gap_check_fails_a_launch_that_refuses_for_another_reason(tmp_path, tiny_shards):
+    refuses_all = load_copy(tmp_path, "refuses_all", [('    train_paths, val_paths = sorted(glob.glob(train_files)), ',
+                                                       '    raise SystemExit("no fineweb_train_000002.bin here")\n'
+                                                       '    train_paths, val_paths = sorted(glob.glob(train_files)), ')])
+    ok, text = compare.check_gap(refuses_all, *tiny_shards)
+    assert (ok, text) == (False, "check_launch() refused the preflight's tiny shards (the whole set), not for a gap: "
+                                 "no fineweb_train_000002.bin here")
+    wrong_reason = load_copy(tmp_path, "wrong_reason", [(
+        '                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing',
+        '                raise SystemExit(f"train shard is missing')])
+    ok, text = compare.check_gap(wrong_reason, *tiny_shards)
+    assert not ok and text.startswith("check_launch() refused the preflight's tiny shards (without "
+                                      "fineweb_train_000002.bin), not for a gap: train shard is missing"), text
+    crashes = load_copy(tmp_path, "crashes", [("    have, per_shard = ", "    have, per_shard = 1 / 0, ")])
+    ok, text = compare.check_gap(crashes, *tiny_shards)
+    assert not ok and "ZeroDivisionError" in text, text
+
+
+def test_gap_check_fails_a_script_without_check_launch():
+    class Script:
+        pass
+    assert compare.check_gap(Script, "x/fineweb_train_*.bin", "x/fineweb_val_*.bin") == \
+        (False, "the script has no check_launch(): a train shard missing from the download would go unnoticed")

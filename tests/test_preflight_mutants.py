@@ -4,7 +4,7 @@ copy of the code: the exact text a user reads (stalls, printed output, the twin'
 edges of every rule (exact thresholds, "and N more" after 3/4/5 names), the spikes of a schedule at its ends and
 edges, and the --steps comparison's window and tolerance. Numbers are worked out by hand in the comments.
 
-The 54 mutants of the judging modules that survive these tests and test_preflight_judging.py change nothing a user
+The 55 mutants of the judging modules that survive these tests and test_preflight_judging.py change nothing a user
 can observe (mutmut 3.8.1 names, all under tools.preflight.; `mutmut show NAME` prints the change):
 - static.x_check_imports__mutmut_29, x_import_time_work__mutmut_14, _17, _21: "XXXX" or "..." as the name of a call
   that is no dotted name (a lambda, a subscript) or of a node that is no call: no such name is one the scans look for
@@ -13,7 +13,9 @@ can observe (mutmut 3.8.1 names, all under tools.preflight.; `mutmut show NAME` 
 - compare.x__full_size_params__mutmut_8: also stubs the names with a leading "_" that end in "_": torch.nn.init's
   private helpers (called only by the public init functions, stubbed anyway) and its dunders (not read while a
   model is built); all are restored. compare.x_check_architecture__mutmut_84, _95: torch.randint(V, size) draws
-  the same numbers from the generator as torch.randint(0, V, size).
+  the same numbers from the generator as torch.randint(0, V, size). compare.x_check_gap__mutmut_48: 51 for the
+  check's 50 train steps: any number from 41 to 80 is more than tiny shard 1 holds (40) and at most what shards 1
+  and 3 hold (80), so both launches are judged alike.
 - logcheck.x_check_log_script__mutmut_46, _49: split("\n") or split("\n", 2) for split("\n", 1): the first
   element, the line after the script, is the same.
 - schedule.x_find_spikes__mutmut_6, _10: a constant series, or one of 2 values, goes on to compute: with a tolerance

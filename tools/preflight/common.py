@@ -56,8 +56,9 @@ CHECKS = [
      "restore the baseline's model classes and vocab_size, num_layers, model_dim; only the optimizer and init may "
      "change (precision-only changes are fine, RULES 4.4)"),
     ("data", "2.1",
-     "(b) the train stream (1 and 2 ranks, across shards) and the val set equal the baseline's; main() trains on them",
-     "restore distributed_data_generator, load_data_shard and how main() calls them"),
+     "(b) the train stream (1 and 2 ranks, across shards) and the val set equal the baseline's, a gap in the train "
+     "shards is refused at launch; main() trains on them",
+     "restore distributed_data_generator, load_data_shard, check_launch and how main() calls them"),
     ("constants", "2.1", "(c) batch_size, seq_len and val_tokens equal the baseline's",
      "restore them: batch 524,288 tokens of 1024, val_tokens 20 * 524288"),
     ("one_pass", "2.2", "(d) one forward and one backward per microbatch per optimizer step, covering the step's batch once",

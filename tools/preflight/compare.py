@@ -2,6 +2,8 @@
 float64 forward at the tiny size, (b) the data stream itself, (c) the fixed constants, and the val cadence of
 RULES 6.1."""
 import math
+import os
+import tempfile
 
 import torch
 
@@ -122,6 +124,47 @@ def check_stream(user, base, train, val):
             except Exception as e:
                 return False, f"{what}: the script's distributed_data_generator failed: {type(e).__name__}: {e}"
     return True, f"{STREAM_STEPS} steps (2 shard switches) on 1 and 2 ranks and the val set equal the baseline's"
+
+
+def check_gap(user, train, val, missing=2):
+    """(b), at launch: the script's check_launch() refuses train shards with a gap before the last one the run needs
+    (the stream would skip the missing shard and train on other tokens): (ok, detail). At the tiny sizes, it is shown
+    the whole set of tiny shards, which it must accept, then links to them without shard `missing`; the script's
+    globals are put back."""
+    if not callable(getattr(user, "check_launch", None)):
+        return False, "the script has no check_launch(): a train shard missing from the download would go unnoticed"
+    name = f"fineweb_train_{missing:06d}.bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        directory, prefix = os.path.dirname(train), os.path.basename(train).split("*")[0]
+        for shard in os.listdir(directory):
+            if shard.startswith(prefix) and shard != name:
+                os.symlink(os.path.join(directory, shard), os.path.join(tmp, shard))
+        # 50 steps: more than shard 1 holds (40), fewer than shards 1 and 3 do, so a gap is the only fault
+        launches = [("the whole set", dict(tiny.TINY, train_steps=50, train_files=train, val_files=val)),
+                    (f"without {name}", dict(train_files=os.path.join(tmp, os.path.basename(train))))]
+        saved = {key: getattr(user, key) for key in launches[0][1] if hasattr(user, key)}
+        refused = None
+        try:
+            for what, overrides in launches:
+                for key, value in overrides.items():
+                    setattr(user, key, value)
+                user.check_launch()
+        except SystemExit as e:
+            refused = what, str(e.code)
+        except Exception as e:
+            refused = what, f"{type(e).__name__}: {e}"
+        finally:
+            for key in launches[0][1]:
+                if key in saved:
+                    setattr(user, key, saved[key])
+                else:
+                    delattr(user, key)
+    if refused is None:
+        return False, (f"check_launch() accepted train shards without {name}: the stream would skip that shard and "
+                       "train on other tokens; a gap before the last shard the run needs must be refused")
+    if refused[0] != launches[1][0] or name not in refused[1]:
+        return False, f"check_launch() refused the preflight's tiny shards ({refused[0]}), not for a gap: {refused[1]}"
+    return True, f"check_launch() refuses train shards without {name}"
 
 
 def check_constants(user, base):

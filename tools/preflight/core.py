@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tools import tiny
 from tools.preflight.common import ALLOWED_ENV, BASELINE, FAIL, HOOKED, PASS, Report, _clip
-from tools.preflight.compare import STREAM_STEPS, check_architecture, check_constants, check_stream
+from tools.preflight.compare import STREAM_STEPS, check_architecture, check_constants, check_gap, check_stream
 from tools.preflight.hub import script_traceback
 from tools.preflight.logcheck import judge_logs, rule_val_steps
 from tools.preflight.resume import judge_resume, uncheckpointable_problem
@@ -166,10 +166,12 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
         train, val = tiny.tiny_data(os.path.join(tmp, "data"), max(train_steps, STREAM_STEPS))
         try:
             with time_limit(STATIC_LIMIT_S):
-                stream_ok, stream_detail = check_stream(user, base, train, val)
+                checks = [check_stream(user, base, train, val), check_gap(user, train, val)]
+            failed = [detail for ok, detail in checks if not ok]
+            stream_ok, stream_detail = not failed, "; ".join(failed or [detail for ok, detail in checks])
         except Stalled:
-            stream_ok, stream_detail = False, (f"the script's distributed_data_generator did not give {STREAM_STEPS} "
-                                               f"steps within {STATIC_LIMIT_S:g} s (stopped)")
+            stream_ok, stream_detail = False, (f"the script's distributed_data_generator (or check_launch) did not "
+                                               f"give {STREAM_STEPS} steps within {STATIC_LIMIT_S:g} s (stopped)")
         runner = Runner(path, tmp, train_steps, plan, train, val, say, scale_check=scale_check)
         all_runs = runner.all()
         if keep_logs:
