@@ -190,6 +190,16 @@ def test_state_that_a_checkpoint_cannot_hold_is_named_at_the_first_step(tmp_path
     assert [int(m[1]) for m in VAL_LINE.finditer(open(log).read())] == [0]  # found at step 0, not at a checkpoint
 
 
+def test_a_key_of_state_that_a_checkpoint_cannot_hold_is_named():
+    """torch.load(weights_only=True) refuses a dict key of an arbitrary type as it does a value: a key is checked."""
+    module = tiny.load_script(os.path.join(ROOT, "train_gpt_simple.py"), "check_state_keys")
+    module.check_state({"ema": {"decay": 0.99, (1, "a"): torch.zeros(2)}, "steps": [1, 2.5, None]})
+    with pytest.raises(SystemExit) as e:
+        module.check_state({"ema": {tiny.ScriptError: 0.99}})
+    assert str(e.value.code).startswith("a key of state['ema'] is a type: a checkpoint holds only tensors, numbers, "
+                                        "strings and lists, tuples and dicts of them"), e.value.code
+
+
 def test_every_trial_validates_after_its_last_step(tmp_path, data):
     script = copy_script(tmp_path, ("    return step % (125 if step / train_steps < 0.9 else 25) == 0",
                                     "    return step == 0  # never at the end"))

@@ -260,20 +260,26 @@ def test_endless_loop_in_init_params_is_named(copies, monkeypatch):
 
 
 
-def descendants(pid):
-    """{pid: process group} of every process below `pid` (Linux /proc)."""
-    parents = {}
+def processes():
+    """{pid: (state, ppid, pgid)} of every process (Linux /proc); one that ends while being read is left out."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            parents[int(entry)] = (int(fields[1]), int(fields[2]))  # ppid, pgid
+            found[int(entry)] = (fields[0], int(fields[1]), int(fields[2]))
+    return found
+
+
+def descendants(pid):
+    """{pid: process group} of every process below `pid`."""
+    parents = processes()
     found, todo = {}, [pid]
     while todo:
         p = todo.pop()
-        for child, (ppid, pgid) in parents.items():
+        for child, (_, ppid, pgid) in parents.items():
             if ppid == p and child not in found:
                 found[child] = pgid
                 todo.append(child)
@@ -282,16 +288,7 @@ def descendants(pid):
 
 def alive(pids, groups):
     """The processes of `pids` still there, and any process in one of `groups` (zombies are gone for our purpose)."""
-    left = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and (int(entry) in pids or int(fields[2]) in groups):
-                left.append(int(entry))
-    return left
+    return [pid for pid, (state, _, pgid) in processes().items() if state != "Z" and (pid in pids or pgid in groups)]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")

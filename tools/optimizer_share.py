@@ -117,13 +117,19 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def build(module, device, rank, world_size, at_step, seed=0):
-    """The script's full-size model on `device` (its init), its optimizers as rank `rank` of `world_size` sees them,
-    hyperparameters of step `at_step` (set_hparams), and a fixed random gradient on every parameter."""
+def initialized_model(module, device, seed):
+    """The script's full-size model on `device`, initialized by its init_params after torch.manual_seed(seed)."""
     torch.manual_seed(seed)
     with torch.device(device):
         model = module.GPT(module.vocab_size, module.num_layers, module.model_dim)
     module.init_params(model)
+    return model
+
+
+def build(module, device, rank, world_size, at_step, seed=0):
+    """The script's full-size model on `device` (its init), its optimizers as rank `rank` of `world_size` sees them,
+    hyperparameters of step `at_step` (set_hparams), and a fixed random gradient on every parameter."""
+    model = initialized_model(module, device, seed)
     with as_rank(module, rank, world_size):
         optimizers = module.make_optimizers(model)
     for group in (g for opt in optimizers for g in opt.param_groups):
@@ -271,10 +277,7 @@ def time_replicated(module, device, steps=3, warmup=1, at_step=1000):
 def forward_backward_ms(module, device, seqs, micro, steps=2):
     """One forward + backward of `seqs` sequences in microbatches of `micro` on the script's full-size model, compiled
     as the script compiles it (on CUDA; eager on the CPU); the median of `steps` after one warm-up, ms."""
-    torch.manual_seed(0)
-    with torch.device(device):
-        raw = module.GPT(module.vocab_size, module.num_layers, module.model_dim)
-    module.init_params(raw)
+    raw = initialized_model(module, device, seed=0)
     model = module.compiled(raw, device)
     gen = torch.Generator(device=device).manual_seed(2)
     x = torch.randint(0, module.vocab_size, (seqs, module.seq_len), device=device, generator=gen, dtype=torch.int32)

@@ -449,6 +449,8 @@ def check_state(value, path="state"):
     """SystemExit naming the first value of the trial's state that a checkpoint cannot hold."""
     if isinstance(value, (dict, list, tuple)):
         for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(value, dict):  # a key is saved too
+                check_state(key, f"a key of {path}")
             check_state(item, f"{path}[{key!r}]")
     elif not (value is None or isinstance(value, (torch.Tensor, bool, int, float, str))):
         raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, strings and "
