@@ -8,7 +8,7 @@ import torch
 
 from tools_logtext import ROOT
 
-from tools import tiny
+from tools import launch_check, tiny
 
 import train_gpt_simple as tgs
 
@@ -25,8 +25,17 @@ def test_odd_trial_counts(tmp_path, arg):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_world_size_that_is_not_a_number(monkeypatch):
+    """The script stops on int()'s own error; tools.launch_check says what torchrun sets."""
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="'abc'"):
+        tgs.main()
+    assert launch_check.env_problems(dict(RANK="0", WORLD_SIZE="abc")) == [
+        "RANK and WORLD_SIZE must be whole numbers (torchrun sets them); got RANK='0' WORLD_SIZE='abc'"]
+
+
 @pytest.mark.parametrize("world_size, rank, expected", [
-    ("abc", "0", "RANK and WORLD_SIZE must be whole numbers (torchrun sets them); got RANK='0' WORLD_SIZE='abc'"),
     ("0", "0", "world size 0 does not divide 8 (or rank 0 is not below it)"),
     ("2", "2", "world size 2 does not divide 8 (or rank 2 is not below it)"),
     ("3", "0", "world size 3 does not divide 8"),
@@ -37,6 +46,8 @@ def test_odd_world_sizes(monkeypatch, world_size, rank, expected):
     with pytest.raises(SystemExit) as e:
         tgs.main()
     assert str(e.value).startswith(expected), str(e.value)
+    (msg,) = launch_check.env_problems(dict(RANK=rank, WORLD_SIZE=world_size))
+    assert msg.startswith(expected)
 
 
 def _oom_in_the_forward(module, result):

@@ -2,10 +2,13 @@
 
 Each refusal is one line (SystemExit) that names the cause and the fix, raised before the log or the
 model exists; each survival keeps the log and the previous checkpoint. Runs go through tools.tiny.run
-(the script's own main() on the tiny model).
+(the script's own main() on the tiny model). What only explains a fault (the Setup values' types, SEED,
+set_hparams's arguments, each shard's header, the val shard, the directories) is tools.launch_check's,
+tested here on the same inputs.
 """
 import errno
 import functools
+import json
 import glob
 import os
 import re
@@ -16,7 +19,7 @@ import torch
 
 import ckpt_instruments as ci
 from data.shards import write_shard
-from tools import tiny
+from tools import launch_check, tiny
 from tools_logtext import ROOT
 
 SCRIPT = os.path.join(ROOT, "train_gpt_simple.py")
@@ -59,6 +62,14 @@ def copy_script(tmp, *replacements):
     return str(path)
 
 
+def checked(over, script=SCRIPT, name="launch_checked"):
+    """The script loaded with the overrides set, as tools.launch_check sees it."""
+    module = tiny.load_script(script, name)
+    for key, value in over.items():
+        setattr(module, key, value)
+    return module
+
+
 def shards(tmp, numbers, steps_each=40):
     folder = tmp / "shards"
     folder.mkdir(exist_ok=True)
@@ -90,15 +101,25 @@ def test_a_missing_first_shard_is_a_gap(tmp_path, data):
 
 
 def test_the_val_set_is_the_one_benchmark_shard(tmp_path, data):
-    train, val = data
+    assert launch_check.data_problems(checked(overrides(data, tmp_path))) == []
     other = tmp_path / "val"
     other.mkdir()
     write_shard(other / "fineweb_val_000001.bin", np.zeros(1000, dtype=np.int64))
-    msg = refusal(tmp_path, overrides(data, tmp_path, val_files=str(other / "fineweb_val_*.bin")))
+    (msg,) = launch_check.data_problems(checked(overrides(data, tmp_path, val_files=str(other / "fineweb_val_*.bin"))))
     assert "fineweb_val_000001.bin: the val set is the one shard fineweb_val_000000.bin" in msg
     write_shard(other / "fineweb_val_000000.bin", np.zeros(1000, dtype=np.int64))  # and a second one
-    msg = refusal(tmp_path, overrides(data, tmp_path, val_files=str(other / "fineweb_val_*.bin")))
+    (msg,) = launch_check.data_problems(checked(overrides(data, tmp_path, val_files=str(other / "fineweb_val_*.bin"))))
     assert "fineweb_val_000000.bin, " in msg and "the val set is the one shard" in msg
+
+
+def test_a_val_shard_shorter_than_val_tokens_plus_two(tmp_path, data):
+    val = tmp_path / "short" / "fineweb_val_000000.bin"
+    val.parent.mkdir()
+    write_shard(val, np.zeros(tiny.TINY["val_tokens"] + 1, dtype=np.int64))
+    over = overrides(data, tmp_path, val_files=str(val))
+    assert launch_check.data_problems(checked(over)) == [
+        f"{val}: {tiny.TINY['val_tokens'] + 1} tokens, fewer than val_tokens + 2 = {tiny.TINY['val_tokens'] + 2}"]
+    assert run(tmp_path, over)[0]["error"].startswith("ValueError: ran out of tokens in ")  # the script's own word
 
 
 @pytest.mark.parametrize("kind", ["directory", "dangling link"])
@@ -109,10 +130,24 @@ def test_a_shard_path_that_is_not_a_file(tmp_path, data, kind):
         bad.mkdir()
     else:
         bad.symlink_to(tmp_path / "nowhere.bin")
-    msg = refusal(tmp_path, overrides(data, tmp_path, steps=60, train_files=pattern))
+    over = overrides(data, tmp_path, steps=60, train_files=pattern)
     reason = "Is a directory" if kind == "directory" else "No such file or directory"
-    assert msg == f"{bad}: cannot read it ({reason}); re-download it with: python data/cached_fineweb10B.py 2 " \
-                  "(it replaces only bad files)"
+    assert refusal(tmp_path, over) == f"{bad}: {reason}"  # the script stops; the tool says what to do
+    assert launch_check.data_problems(checked(over)) == [
+        f"{bad}: cannot read it ({reason}); re-download it with: python data/cached_fineweb10B.py 2 "
+        "(it replaces only bad files)"]
+
+
+def test_a_damaged_train_shard_is_refused(tmp_path, data):
+    pattern = shards(tmp_path, [1, 2])
+    bad = tmp_path / "shards" / "fineweb_train_000002.bin"
+    bad.write_bytes(bad.read_bytes()[:-2])
+    over = overrides(data, tmp_path, steps=60, train_files=pattern)
+    assert refusal(tmp_path, over) == (f"{bad}: not a whole token shard of this benchmark (python -m "
+                                       "tools.launch_check says what is wrong and how to fix it)")
+    (msg,) = launch_check.data_problems(checked(over))
+    assert msg.startswith(f"{bad}: truncated or damaged: ") and msg.endswith("cached_fineweb10B.py 2 (it replaces "
+                                                                             "only bad files)")
 
 
 def test_too_many_steps_for_the_whole_dataset(tmp_path, data):
@@ -126,16 +161,23 @@ def test_too_many_steps_for_the_whole_dataset(tmp_path, data):
 # values of the wrong type or sign
 
 
+@pytest.mark.parametrize("value", [-5, 0, 2.5, True])
+def test_train_steps_of_the_wrong_type_or_sign_stops_the_launch(tmp_path, data, value):
+    msg = refusal(tmp_path, overrides(data, tmp_path, steps=value))
+    assert msg == f"train_steps = {value!r}: must be a whole number >= 1"
+    assert launch_check.value_problems(checked(overrides(data, tmp_path, steps=value))) == [msg]
+
+
 @pytest.mark.parametrize("name, value, want", [
-    ("train_steps", -5, "a whole number >= 1"), ("train_steps", 0, "a whole number >= 1"),
-    ("train_steps", 2.5, "a whole number >= 1"), ("train_steps", True, "a whole number >= 1"),
     ("micro_batch_seqs", 2.5, "None or a whole number >= 1"), ("micro_batch_seqs", 0, "None or a whole number >= 1"),
     ("micro_batch_seqs", -4, "None or a whole number >= 1"), ("micro_batch_seqs", "64", "None or a whole number >= 1"),
     ("checkpoint_every", -1, "None or seconds >= 0"), ("checkpoint_every", "600", "None or seconds >= 0"),
     ("checkpoint_every", float("nan"), "None or seconds >= 0"),
 ])
 def test_a_value_of_the_wrong_type_or_sign(tmp_path, data, name, value, want):
-    assert refusal(tmp_path, overrides(data, tmp_path, **{name: value})) == f"{name} = {value!r}: must be {want}"
+    module = checked(overrides(data, tmp_path, **{name: value}))
+    assert launch_check.value_problems(module) == [f"{name} = {value!r}: must be {want}"]
+    assert launch_check.script_problems(module) == [f"{name} = {value!r}: must be {want}"]  # the preflight's
 
 
 def test_micro_batch_seqs_that_does_not_divide_is_refused_with_the_valid_values(tmp_path, data):
@@ -153,13 +195,14 @@ def test_micro_batch_seqs_above_a_ranks_share_says_so(tmp_path, data):
 
 def test_a_two_argument_set_hparams_gets_one_line(tmp_path, data):
     script = copy_script(tmp_path, ("def set_hparams(step, optimizers, state):", "def set_hparams(step, optimizers):"))
-    assert refusal(tmp_path, overrides(data, tmp_path), script) == (
+    assert launch_check.signature_problems(checked(overrides(data, tmp_path), script, "two_args")) == [
         "set_hparams must take (step, optimizers, state): the trial's state is its third argument now; "
-        "write def set_hparams(step, optimizers, state)")
+        "write def set_hparams(step, optimizers, state)"]
+    assert launch_check.signature_problems(checked(overrides(data, tmp_path))) == []
 
 
 # -----------------------------------------------------------------------------
-# directories that cannot be written: refused at launch, before any work
+# directories that cannot be written: tools.launch_check names them before a launch
 
 
 @pytest.mark.parametrize("setting", ["log_dir", "checkpoint_dir"])
@@ -167,10 +210,13 @@ def test_a_directory_that_cannot_be_written(tmp_path, data, setting):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     over = overrides(data, tmp_path, **{setting: str(blocker / "sub")})
-    msg = refusal(tmp_path, over)
+    (msg,) = launch_check.directory_problems(checked(over))
     assert msg.startswith(f"cannot write to {blocker / 'sub'} (Not a directory): the run's log and checkpoints go "
                           "there"), msg
     assert blocker.read_text() == "not a directory"
+    assert launch_check.directory_problems(checked(overrides(data, tmp_path))) == []
+    assert not os.path.exists(tmp_path / "logs")  # the check creates nothing
+    assert run(tmp_path, over)[0]["error"].startswith("NotADirectoryError: ")  # the script's own, before any work
 
 
 # -----------------------------------------------------------------------------
@@ -316,10 +362,9 @@ def test_a_stop_under_torchrun_checkpoints_and_torchrun_reports_the_workers_exit
 
 @pytest.mark.parametrize("seed", ["abc", "-5", "1.5", "99999999999999999999999", "٣"])
 def test_a_seed_that_is_not_a_seed(tmp_path, data, seed):
-    over = overrides(data, tmp_path)
-    error = tiny.run(SCRIPT, 1, over, 1, None, env=dict(SEED=seed, RESUME=""))[0]["error"]
-    assert error.startswith(f"SystemExit: SEED={seed!r}: must be a whole number from 0 to 2**63 - 1"), error
-    assert not os.path.exists(over["log_dir"])
+    (msg,) = launch_check.env_problems(dict(SEED=seed))
+    assert msg.startswith(f"SEED={seed!r}: must be a whole number from 0 to 2**63 - 1"), msg
+    assert launch_check.env_problems(dict(SEED="5")) == []
 
 
 def test_a_home_directory_in_log_dir_is_expanded(tmp_path, data, monkeypatch):
@@ -327,3 +372,31 @@ def test_a_home_directory_in_log_dir_is_expanded(tmp_path, data, monkeypatch):
     over = overrides(data, tmp_path, log_dir="~/logs", checkpoint_dir="~/ckpt")
     assert run(tmp_path, over)[0]["error"] is None
     assert len(os.listdir(tmp_path / "home" / "logs")) == 1 and not os.path.exists("~")
+
+
+# -----------------------------------------------------------------------------
+# python -m tools.launch_check: a table, --json, exit status 1 on a failed check
+
+
+def test_launch_check_command(tmp_path, data, capsys, monkeypatch):
+    train, val = data
+    setup = (f'train_files = {train!r}\nval_files = {val!r}\n' + "".join(
+        f"{k} = {v!r}\n" for k, v in dict(tiny.TINY, log_dir=str(tmp_path / "logs")).items()))
+    marker = "\n# -----------------------------------------------------------------------------\n# Init & Optim"
+    good = copy_script(tmp_path, (marker, "\n" + setup + marker), ("train_steps = 3250\n", "train_steps = 30\n"))
+    monkeypatch.delenv("SEED", raising=False)
+    assert launch_check.main([good]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"{len(launch_check.CHECKS)} of {len(launch_check.CHECKS)} checks pass"
+    monkeypatch.setenv("SEED", "x")
+    assert launch_check.main([good, "--json"]) == 1
+    rows = {r["check"]: r for r in json.loads(capsys.readouterr().out)["checks"]}
+    assert [k for k, r in rows.items() if not r["ok"]] == ["environment"]
+    assert rows["environment"]["problems"][0].startswith("SEED='x': must be a whole number")
+    monkeypatch.delenv("SEED")
+    monkeypatch.chdir(tmp_path)  # the repo's script from elsewhere: no shards here, and no GPU
+    assert launch_check.main([SCRIPT]) == 1
+    out = capsys.readouterr().out
+    assert "no shards at data/fineweb10B/fineweb_train_*.bin" in out and out.splitlines()[-1].endswith("failing: "
+                                                                                                       "script, data")
+    assert launch_check.main([str(tmp_path / "nope.py")]) == 2

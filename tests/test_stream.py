@@ -8,6 +8,7 @@ import torch
 
 import train_gpt_simple as tgs
 from data.shards import write_shard
+from tools import launch_check
 
 BATCH, SEQ = 128, 16
 
@@ -181,20 +182,22 @@ def write_raw(path, magic=20240520, version=1, count=10, tokens=None, header_byt
 
 
 def both_readers_fail(path):
-    messages = []
-    for reader in (tgs.shard_token_count, tgs.load_data_shard):
+    """The script's readers refuse the shard, naming it; tools.launch_check's explanation (the message returned)
+    names it too, and what is wrong."""
+    for reader in (tgs.shard_token_count, tgs.load_data_shard, launch_check.shard_token_count):
         with pytest.raises(ValueError) as e:
             reader(path)
-        assert str(path) in str(e.value)
-        messages.append(str(e.value))
-    return messages[0]
+        assert str(e.value).startswith(f"{path}: "), str(e.value)
+    assert str(e.value) == launch_check.shard_problem(path)
+    return launch_check.shard_problem(path)
 
 
 def test_valid_shard_reads_back(tmp_path):
     tokens = np.array([0, 1, 65535, 50256, 7, 7, 123])
     path = tmp_path / "ok.bin"
     write_shard(path, tokens)
-    assert tgs.shard_token_count(str(path)) == 7
+    assert tgs.shard_token_count(str(path)) == 7 == launch_check.shard_token_count(str(path))
+    assert launch_check.shard_problem(str(path)) is None
     loaded = tgs.load_data_shard(str(path))
     assert loaded.dtype == torch.uint16
     np.testing.assert_array_equal(loaded.numpy().astype(np.int64), tokens)
@@ -244,6 +247,6 @@ def test_bad_shard_in_the_stream_names_the_file(tmp_path):
     bad = write_raw(tmp_path / "fineweb_train_000002.bin", magic=7)
     gen = tgs.distributed_data_generator(str(tmp_path / "fineweb_train_*.bin"), BATCH, 0, 1, SEQ, device="cpu")
     next(gen), next(gen)
-    with pytest.raises(ValueError, match="magic 7") as e:
+    with pytest.raises(ValueError, match="not a whole token shard") as e:
         next(gen)
-    assert bad in str(e.value)
+    assert bad in str(e.value) and "magic 7" in launch_check.shard_problem(bad)

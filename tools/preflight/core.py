@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools import tiny
+from tools import launch_check, tiny
 from tools.preflight.common import ALLOWED_ENV, BASELINE, FAIL, HOOKED, PASS, Report, _clip
 from tools.preflight.compare import STREAM_STEPS, check_architecture, check_constants, check_gap, check_stream
 from tools.preflight.hub import script_traceback
@@ -87,6 +87,11 @@ def load_user(report, script, path, code, tree):
     if missing:
         report.set("load", FAIL, f"{script}: lacks {', '.join(missing)}: the preflight watches the script through these "
                    "names of the repo's train_gpt_simple.py (start from a copy of it: python -m tools.new)")
+        return None
+    problems = launch_check.script_problems(user)  # what a launch would get wrong before it trains
+    if problems:
+        report.set("load", FAIL, f"{script}: " + "; ".join(problems),
+                   fix="python -m tools.launch_check SCRIPT explains each; fix the line it names")
         return None
     return user
 
