@@ -667,6 +667,9 @@ def main(num_trials=1):
         torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability() == (8, 0):
+            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public "
+                             "modded-nanogpt issue #268): install torch 2.11 or newer")
         torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention: no plan for this layout
     micro = choose_micro_batch(device, batch_size // world_size // seq_len, world_size)
     if world_size > 1:

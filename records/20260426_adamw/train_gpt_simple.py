@@ -2,25 +2,13 @@
 
 Train a fixed GPT-2-small on a fixed FineWeb stream, 524,288 tokens per step; change only the
 optimizer, its hyperparameters and schedule, and the init (the "Optimizer" and "Init & Optim
-Hyperparams" sections). Score: the number of steps to val loss 3.28.
+Hyperparams" sections). Score: the number of steps to val loss 3.28. The whole file is printed
+at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
 
     torchrun --standalone --nproc_per_node=8 train_gpt_simple.py [num_trials]
     SEED=1234 torchrun ...     replays the logged seed 1234 (later trials: 1235, 1236, ...)
-
-The whole file is printed at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
 """
-import glob
-import hashlib
-import inspect
-import math
-import os
-import signal
-import sys
-import tempfile
-import time
-import types
-import uuid
-import zipfile
+import glob, hashlib, math, os, signal, sys, time, types, uuid, zipfile  # noqa: E401
 
 import torch
 import torch.distributed as dist
@@ -32,38 +20,24 @@ import torch.nn.functional as F
 
 
 def shard_token_count(path):
-    """Token count of the shard at `path` from its header, after checking the header and file size."""
-    kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
-    chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
-    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} " \
-                 "(it replaces only bad files)"
-    try:
-        with open(path, "rb") as f:
-            header, size = f.read(1024), os.fstat(f.fileno()).st_size
-    except OSError as e:  # a directory, a dangling link, no permission
-        raise ValueError(f"{path}: cannot read it ({e.strerror or e}); {redownload}") from None
-    magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
-    if len(header) < 1024 or magic != 20240520 or version != 1:
-        raise ValueError(f"{path}: not a token shard of this benchmark (magic {magic}, version {version}, "
-                         f"header {len(header)} bytes; expected 20240520, 1, 1024); {redownload}")
-    if size != 1024 + 2 * count:
-        raise ValueError(f"{path}: truncated or damaged: {size} bytes, but its header promises {count} tokens "
-                         f"= {1024 + 2 * count} bytes; {redownload}")
+    """Token count of a shard from its header (ValueError unless header and size are right)."""
+    with open(path, "rb") as f:
+        magic, version, count = (int.from_bytes(f.read(4), "little", signed=True) for _ in range(3))
+        if magic != 20240520 or version != 1 or os.fstat(f.fileno()).st_size != 1024 + 2 * count:
+            raise ValueError(f"{path}: not a whole token shard of this benchmark (python -m "
+                             "tools.launch_check says what is wrong and how to fix it)")
     return count
 
 
-def load_data_shard(path):
-    """All tokens of one shard (a 1024-byte header, then uint16 tokens) as a uint16 tensor."""
-    count = shard_token_count(path)
-    return torch.from_file(path, False, 512 + count, dtype=torch.uint16)[512:]
+def load_data_shard(path):  # a 1024-byte header, then uint16 tokens
+    return torch.from_file(path, False, 512 + shard_token_count(path), dtype=torch.uint16)[512:]
 
 
-def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024, device="cuda"):
-    """Yield this rank's (inputs, targets) for every step: the benchmark's stream, token for token.
-
-    Shards in name order; a step takes batch_size + 1 tokens from `pos`, or moves to the next
-    shard when they do not fit (the tail of each shard is skipped). Rank r takes the r-th slice.
-    """
+def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024,
+                               device="cuda"):
+    """This rank's (inputs, targets) of every step, the benchmark's stream: shards in name order, a
+    step takes batch_size + 1 tokens from `pos` or moves to the next shard when they do not fit (its
+    tail is skipped). Rank r takes the r-th slice."""
     files, local = iter(sorted(glob.glob(filename_pattern))), batch_size // world_size
     tokens, pos = torch.empty(0, dtype=torch.uint16), 0
     while True:
@@ -72,13 +46,12 @@ def distributed_data_generator(filename_pattern, batch_size, rank, world_size, s
             if path is None:
                 raise ValueError(f"ran out of tokens in {filename_pattern}; download more chunks")
             tokens, pos = load_data_shard(path), 0
-        buf = tokens[pos + rank * local:][:local + 1].to(device=device, dtype=torch.int32, non_blocking=True)
+        buf = tokens[pos + rank * local:][:local + 1].to(device, torch.int32, non_blocking=True)
         pos += batch_size
         yield buf[:-1].view(-1, seq_len), buf[1:].view(-1, seq_len).long()
 
 
-def steps_in_shard(num_tokens, batch_size):
-    """How many steps of `batch_size` tokens the stream above takes from a shard of num_tokens."""
+def steps_in_shard(num_tokens, batch_size):  # the steps the stream takes from a shard
     return max(0, math.ceil((num_tokens - batch_size - 1) / batch_size))
 
 # -----------------------------------------------------------------------------
@@ -109,7 +82,7 @@ class Rotary(nn.Module):
     def __init__(self, head_dim, max_seq_len=1024):
         super().__init__()
         freqs = (1 / 1024) ** torch.linspace(0, 1, head_dim // 4)
-        freqs = torch.cat([freqs, freqs.new_zeros(head_dim // 4)])  # half of the pairs do not rotate
+        freqs = torch.cat([freqs, freqs.new_zeros(head_dim // 4)])  # half the pairs do not rotate
         theta = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)
         self.register_buffer("cos", theta.cos(), persistent=False)
         self.register_buffer("sin", theta.sin(), persistent=False)
@@ -123,7 +96,7 @@ class Rotary(nn.Module):
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim):
         super().__init__()
-        self.num_heads = max(1, dim // 128)  # heads of dim 128 (one narrower head in tiny test models)
+        self.num_heads = max(1, dim // 128)  # heads of dim 128 (one narrower in tiny test models)
         self.head_dim = dim // self.num_heads
         self.q, self.k, self.v, self.proj = (Linear(dim, dim) for _ in range(4))
         self.rotary = Rotary(self.head_dim)
@@ -149,7 +122,8 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, dim):
         super().__init__()
-        self.norm1, self.attn, self.norm2, self.mlp = RMSNorm(dim), CausalSelfAttention(dim), RMSNorm(dim), MLP(dim)
+        self.norm1, self.attn = RMSNorm(dim), CausalSelfAttention(dim)
+        self.norm2, self.mlp = RMSNorm(dim), MLP(dim)
 
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
@@ -159,7 +133,7 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, model_dim, dtype=torch.bfloat16)  # sets the activation dtype
+        self.embed = nn.Embedding(vocab_size, model_dim, dtype=torch.bfloat16)  # activations' dtype
         self.blocks = nn.ModuleList(Block(model_dim) for _ in range(num_layers))
         self.norm1, self.norm2 = RMSNorm(model_dim), RMSNorm(model_dim)
         self.proj = Linear(model_dim, vocab_size)
@@ -174,8 +148,8 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
 
 # -----------------------------------------------------------------------------
-# Optimizer: MatrixOptimizer is the machinery (ranks, buffers, collectives, sharded state), no math; Muon is
-# only math, one update() per stack of same-shape matrices. Yours: a subclass (docs/writing-an-approach.md).
+# Optimizer: MatrixOptimizer is the machinery (ranks, buffers, collectives, sharded state), no math;
+# Muon only math, one update() per stack of same-shape matrices (docs/writing-an-approach.md).
 
 
 def newton_schulz(G, steps=12, dtype=torch.bfloat16):
@@ -192,13 +166,14 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
 
 
 def compiled(fn, device):
-    """torch.compile(fn) as one static graph (a graph break is an error) on CUDA, or on any device if compile_on_cpu."""
-    return torch.compile(fn, dynamic=False, fullgraph=True) if device.type == "cuda" or compile_on_cpu else fn
+    """torch.compile(fn), one static graph (a graph break is an error), on CUDA or compile_on_cpu"""
+    on = device.type == "cuda" or compile_on_cpu
+    return torch.compile(fn, dynamic=False, fullgraph=True) if on else fn
 
 
 def assign_ranks(costs, world_size):
-    """A rank for each matrix, balancing the ranks' summed costs: largest first, each to the least loaded
-    rank (ties: the lower index, the lower rank), so every rank computes the same assignment."""
+    """A rank for each matrix, balancing the ranks' summed costs: largest first, each to the least
+    loaded rank (ties: the lower index, the lower rank): every rank computes the same owners."""
     load, owner = [0] * world_size, [0] * len(costs)
     for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
         owner[i] = min(range(world_size), key=load.__getitem__)
@@ -207,22 +182,24 @@ def assign_ranks(costs, world_size):
 
 
 class MatrixOptimizer(torch.optim.Optimizer):
-    """The machinery of a sharded optimizer for matrices; subclasses write update() (and cost()) only.
+    """The machinery of a sharded optimizer for matrices; subclasses write update() (and cost()).
 
-    Each matrix belongs to one rank (`owner`, from assign_ranks over cost()). step() puts every gradient
-    into a flat (world_size, part) buffer, rank by rank; one reduce-scatter hands each rank the gradients
-    of its matrices summed over ranks. The rank calls update() once per stack (its matrices of one param
-    group and shape), and one all-gather hands the new matrices to every rank. A matrix's state lives on
-    its owner only: update() gets the stack's state as {name: (k, ...) tensor}, and state_dict() gathers
-    every rank's for a checkpoint (rank 0 gets the whole; call it on every rank).
+    Each matrix belongs to one rank (`owner`, from assign_ranks over cost()). step() puts every
+    gradient into a flat (world_size, part) buffer, rank by rank; one reduce-scatter hands each rank
+    its matrices' gradients summed over ranks. The rank calls update() once per stack (its matrices
+    of one param group and shape); one all-gather hands the new matrices to every rank. A matrix's
+    state lives on its owner: update() gets the stack's as {name: (k, ...) tensor}; state_dict()
+    gathers every rank's for a checkpoint (rank 0 gets the whole; call it on every rank).
     """
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
-        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        on = dist.is_initialized()
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
         params = [p for group in self.param_groups for p in group["params"]]
-        self.owner = dict(zip(params, assign_ranks([self.cost(*p.shape) for p in params], self.world_size)))
-        self.stacks, self.offset, sizes = [], {}, [0] * self.world_size  # offset: p's place in its owner's part
+        owners = assign_ranks([self.cost(*p.shape) for p in params], self.world_size)
+        self.owner = dict(zip(params, owners))
+        self.stacks, self.offset, sizes = [], {}, [0] * self.world_size  # p's place in its owner's
         for g, group in enumerate(self.param_groups):
             for shape in sorted({p.shape for p in group["params"]}):
                 for r in range(self.world_size):
@@ -230,7 +207,7 @@ class MatrixOptimizer(torch.optim.Optimizer):
                     for p in P:
                         self.offset[p], sizes[r] = sizes[r], sizes[r] + p.numel()
                     if P and r == self.rank:
-                        self.stacks.append((g, P))  # the group's index: load_state_dict() replaces the groups
+                        self.stacks.append((g, P))  # g: load_state_dict() replaces the groups
         self.part = max(sizes)
 
     def cost(self, m, n):
@@ -238,7 +215,7 @@ class MatrixOptimizer(torch.optim.Optimizer):
         return m * n * min(m, n)
 
     def update(self, W, G, state, group):
-        """Return W (k, m, n), this rank's k matrices of one stack, updated from G, their summed gradients."""
+        """W (k, m, n), this rank's k matrices of a stack, updated from G, their summed grads."""
         raise NotImplementedError
 
     def places(self, flat):  # every matrix's place in a (world_size, part) buffer
@@ -263,7 +240,8 @@ class MatrixOptimizer(torch.optim.Optimizer):
             if updated is not W:
                 W.copy_(updated)
             for j, p in enumerate(P):  # each matrix's state: its row of the stacks
-                self.state[p].update({key: v[j] if torch.is_tensor(v) else v for key, v in state.items()})
+                self.state[p].update({k: v[j] if torch.is_tensor(v) else v
+                                      for k, v in state.items()})
         flat = new[None]
         if self.world_size > 1:
             flat = flat.new_empty(self.world_size, self.part)
@@ -279,26 +257,27 @@ class MatrixOptimizer(torch.optim.Optimizer):
             sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
         return sd
 
-    def load_state_dict(self, sd):  # a whole state (any world size): this rank keeps its matrices' part
+    def load_state_dict(self, sd):  # a whole state (any world size): this rank keeps its part
         params = [p for group in self.param_groups for p in group["params"]]
         super().load_state_dict(dict(sd, state={i: st for i, st in sd["state"].items()
                                                 if self.owner[params[i]] == self.rank}))
 
 
 class Muon(MatrixOptimizer):
-    """Muon (RULES.md 5): Nesterov momentum, orthogonalized by Newton-Schulz; decoupled weight decay."""
+    """Muon (RULES.md 5): Nesterov momentum orthogonalized by Newton-Schulz, decoupled decay."""
 
     def __init__(self, params, lr, weight_decay, mu):
         params = list(params)  # a param group per shape
-        super().__init__([dict(params=[p for p in params if p.shape == s]) for s in sorted({p.shape for p in params})],
-                         dict(lr=lr, weight_decay=weight_decay, mu=mu))
+        groups = [dict(params=[p for p in params if p.shape == s])
+                  for s in sorted({p.shape for p in params})]
+        super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, mu=mu))
         self.newton_schulz = compiled(newton_schulz, params[0].device)
 
     def update(self, W, G, state, group):
         lr, wd, mu = group["lr"], group["weight_decay"], group["mu"]
         m = state.setdefault("momentum_buffer", torch.zeros_like(G))
         m.lerp_(G, 1 - mu)  # m = mu m + (1 - mu) g
-        u = self.orthogonalize(G.lerp(m, mu), state, group)  # of the Nesterov step (1 - mu) g + mu m
+        u = self.orthogonalize(G.lerp(m, mu), state, group)  # Nesterov: (1 - mu) g + mu m
         return W.mul_(1 - lr * wd).sub_(u, alpha=lr)
 
     def orthogonalize(self, u, state, group):
@@ -310,16 +289,16 @@ class Muon(MatrixOptimizer):
 
 train_files = "data/fineweb10B/fineweb_train_*.bin"
 val_files = "data/fineweb10B/fineweb_val_*.bin"
-vocab_size, num_layers, model_dim = 50304, 12, 768  # GPT-2's 50,257 tokens padded to a multiple of 128
+vocab_size, num_layers, model_dim = 50304, 12, 768  # GPT-2's 50,257 tokens, padded to 128 k
 batch_size = 8 * 64 * 1024  # tokens per step, split over ranks and microbatches
 seq_len = 1024
 val_tokens = 20 * 524288
 device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
-compile_on_cpu = False  # True: compile on CPU too, as on CUDA (tools.compile_check does, to find graph breaks)
-micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
+compile_on_cpu = False  # True: compile on CPU as on CUDA (tools.compile_check: graph breaks)
+micro_batch_seqs = None  # sequences per forward; None: by GPU memory (64 on 80 GB). Same math.
 log_dir = "logs"
 checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<log name>.pt
-checkpoint_every = None  # seconds between checkpoints; None: only on SIGTERM/SIGINT (each costs ~5 s for 1.4 GB)
+checkpoint_every = None  # seconds between checkpoints; None: on SIGTERM/SIGINT only (~5 s each)
 
 # -----------------------------------------------------------------------------
 # Init & Optim Hyperparams: main() calls the functions below; as written they are public record #2's (AdamW
@@ -398,51 +377,32 @@ def readouts(step, model, val_loss, evaluate, state):
 
 
 def check_launch():
-    """Every fault that can be found before any GPU work, as one clear line (SystemExit)."""
+    """The faults that must stop a launch before any GPU work, one line each (SystemExit). More that
+    explain a fault: python -m tools.launch_check (the preflight runs them)."""
     if device_type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
-                         "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
-    for name, ok, want in (
-            ("train_steps", type(train_steps) is int and train_steps >= 1, "a whole number >= 1"),
-            ("micro_batch_seqs", micro_batch_seqs is None or type(micro_batch_seqs) is int and micro_batch_seqs >= 1,
-             "None or a whole number >= 1"),
-            ("checkpoint_every", checkpoint_every is None or type(checkpoint_every) in (int, float)
-             and checkpoint_every >= 0, "None or seconds >= 0")):
-        if not ok:
-            raise SystemExit(f"{name} = {globals()[name]!r}: must be {want}")
-    seed = os.environ.get("SEED")
-    if seed is not None and not (seed.isascii() and seed.isdigit() and int(seed) < 2 ** 63):
-        raise SystemExit(f"SEED={seed!r}: must be a whole number from 0 to 2**63 - 1, such as the seed a log's "
-                         "'trial i/n seed S' line names")
-    try:
-        inspect.signature(set_hparams).bind(0, [], {})
-    except TypeError:
-        raise SystemExit("set_hparams must take (step, optimizers, state): the trial's state is its third argument "
-                         "now; write def set_hparams(step, optimizers, state)") from None
-    train_paths, val_paths = sorted(glob.glob(train_files)), sorted(glob.glob(val_files))
-    if not train_paths or not val_paths:
-        raise SystemExit(f"no shards at {train_files if not train_paths else val_files} (run from the repo root); "
-                         "download them with: python data/cached_fineweb10B.py 20")
-    if [os.path.basename(p) for p in val_paths] != ["fineweb_val_000000.bin"]:
-        raise SystemExit(f"{val_files} matches {', '.join(val_paths)}: the val set is the one shard "
-                         "fineweb_val_000000.bin; python data/cached_fineweb10B.py --verify says what to repair")
-    have, per_shard = 0, steps_in_shard(10 ** 8, 524288)  # the benchmark's shards: 190 steps each
-    try:
-        for i, path in enumerate(train_paths, 1):  # shards 1, 2, ... with no gap up to the last one the run needs
-            if have < train_steps and os.path.basename(path) != f"fineweb_train_{i:06d}.bin":
-                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}), and the stream "
-                                 f"would skip it: python data/cached_fineweb10B.py {min(len(train_paths) + 1, 103)}")
+        raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. To check a script on "
+                         "CPU: python -m tools.preflight path/to/train_gpt_simple.py")
+    if type(train_steps) is not int or train_steps < 1:
+        raise SystemExit(f"train_steps = {train_steps!r}: must be a whole number >= 1")
+    paths, val_paths = sorted(glob.glob(train_files)), glob.glob(val_files)
+    if not paths or not val_paths:
+        raise SystemExit(f"no shards at {val_files if paths else train_files} (run from the "
+                         "repo root); download them with: python data/cached_fineweb10B.py 20")
+    have, per_shard, fix = 0, steps_in_shard(10 ** 8, 524288), "python data/cached_fineweb10B.py"
+    for i, path in enumerate(paths, 1):  # shards 1, 2, ... up to the last one needed
+        if have < train_steps and os.path.basename(path) != f"fineweb_train_{i:06d}.bin":
+            raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}), "
+                             f"and the stream would skip it: {fix} {min(len(paths) + 1, 103)}")
+        try:
             have += steps_in_shard(shard_token_count(path), batch_size)
-        val_have = shard_token_count(val_paths[0])
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+        except (OSError, ValueError) as e:  # a directory, a dangling link, a damaged shard
+            raise SystemExit(e if isinstance(e, ValueError) else f"{path}: {e.strerror}") from None
     if have < train_steps:
-        chunks = math.ceil(train_steps / per_shard)
-        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the {len(train_paths)} train "
-                         f"shards hold only {have}: " + (f"python data/cached_fineweb10B.py {chunks}" if chunks <= 103
-                         else f"all 103 shards of the benchmark hold {103 * per_shard} steps"))
-    if val_have < val_tokens + 2:
-        raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
+        chunks = math.ceil(train_steps / per_shard)  # the benchmark's shards: 190 steps each
+        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the "
+                         f"{len(paths)} train shards hold only {have}: " + (
+                             f"{fix} {chunks}" if chunks <= 103 else
+                             f"all 103 shards of the benchmark hold {103 * per_shard} steps"))
 
 
 def check_state(value, path="state"):
@@ -453,72 +413,76 @@ def check_state(value, path="state"):
                 check_state(key, f"a key of {path}")
             check_state(item, f"{path}[{key!r}]")
     elif not (value is None or isinstance(value, (torch.Tensor, bool, int, float, str))):
-        raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, strings and "
-                         "lists, tuples and dicts of them; keep the values it stands for instead")
+        raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, "
+                         "numbers, strings and lists, tuples and dicts of them; keep the values it "
+                         "stands for instead")
 
 
 def choose_micro_batch(device, seqs_per_rank, world_size):
-    """micro_batch_seqs, or the largest that fits the GPU: peak ~ 2.1 + 0.42 GiB per sequence (docs/speed.md)."""
+    """micro_batch_seqs, or the most that fit the GPU: ~2.1 + 0.42 GiB each (docs/speed.md)."""
     if micro_batch_seqs is None:
-        gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
-        return math.gcd(64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8, seqs_per_rank)
-    if micro_batch_seqs >= seqs_per_rank:  # one forward per rank and step (the header line says so)
-        return seqs_per_rank
-    if seqs_per_rank % micro_batch_seqs:
-        raise SystemExit(f"micro_batch_seqs = {micro_batch_seqs} does not divide the {seqs_per_rank} sequences each of "
-                         f"the {world_size} ranks takes per step: use one of "
-                         + ", ".join(str(d) for d in range(1, seqs_per_rank + 1) if seqs_per_rank % d == 0))
-    return micro_batch_seqs
+        cuda = device.type == "cuda"
+        gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if cuda else 80
+        fits = 64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8
+        return math.gcd(fits, seqs_per_rank)
+    n = seqs_per_rank
+    if n % min(micro_batch_seqs, n):
+        divisors = [str(d) for d in range(1, n + 1) if not n % d]
+        raise SystemExit(f"micro_batch_seqs = {micro_batch_seqs} does not divide the {n} "
+                         f"sequences each of the {world_size} ranks takes per step: use one of "
+                         + ", ".join(divisors))
+    return min(micro_batch_seqs, seqs_per_rank)  # more: one forward per rank and step (header says)
 
 
 def load_checkpoint(path, code):
-    """The checkpoint at `path`, refused unless it is whole, was written by this very script, and its log is here."""
+    """The checkpoint at `path`, refused unless whole, written by this very script, its log here."""
     try:
-        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs that torch.save writes
+        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs torch.save writes
             if z.testzip() is not None:
                 raise ValueError(f"corrupt member {z.testzip()}")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
+        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint "
+                         f"({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
-        raise SystemExit(f"cannot resume from {path}: not a checkpoint of train_gpt_simple.py")
-    if ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
-        raise SystemExit(f"cannot resume from {path}: it was written by a different script; "
-                         f"the log {ckpt.get('log_path')} holds the code that wrote it")
-    if not os.path.isfile(ckpt["log_path"]):
-        raise SystemExit(f"cannot resume from {path}: its log {ckpt['log_path']} is not there (it holds the run so "
-                         "far and gets the rest); put it back, or resume from the directory the run was launched in")
-    return ckpt
+        why = "not a checkpoint of train_gpt_simple.py"
+    elif ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
+        why = f"it was written by a different script; the log {ckpt.get('log_path')} holds its code"
+    elif not os.path.isfile(ckpt["log_path"]):
+        why = (f"its log {ckpt['log_path']} is not there (it holds the run so far and gets the "
+               "rest); put it back, or resume from the directory the run was launched in")
+    else:
+        return ckpt
+    raise SystemExit(f"cannot resume from {path}: {why}")
 
 
-def to_device(obj, device):
-    """A checkpoint's nested dicts, lists and tuples with every tensor moved to `device`."""
-    if torch.is_tensor(obj):
-        return obj.to(device)
+def to_device(obj, device):  # a checkpoint's nested dicts, lists and tuples, tensors on `device`
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(x, device) for x in obj)
-    return {k: to_device(v, device) for k, v in obj.items()} if isinstance(obj, dict) else obj
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj.to(device) if torch.is_tensor(obj) else obj
 
 
 def save_checkpoint(run, optimizers, **ckpt):
-    """Rank 0 writes `ckpt` with the model, every optimizer's state (sharded ones gather theirs) and the RNG.
-    Returns why the write failed (a full disk, say), or None; a failed write leaves the previous checkpoint."""
+    """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG. Returns why the
+    write failed (a full disk, say), or None; a failed write leaves the previous checkpoint."""
     check_state(ckpt["state"])
-    opt_states = [opt.state_dict() for opt in optimizers]  # on every rank: a sharded state_dict() is a collective
+    opt_states = [opt.state_dict() for opt in optimizers]  # every rank: a sharded one gathers
     if run.rank != 0:
         return None
     cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
     try:
-        torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
-                        num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
-                        optimizers=opt_states, rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
-        os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the previous checkpoint stays until this one is whole
+        torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(),
+                        log_path=run.log_path, num_trials=run.num_trials, seed0=run.seed0,
+                        model=run.raw_model.state_dict(), optimizers=opt_states,
+                        rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
+        os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the last one stays until this is whole
     except (OSError, RuntimeError) as e:
         if os.path.exists(run.ckpt_path + ".tmp"):
             os.remove(run.ckpt_path + ".tmp")
         return f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"
     run.saved = (ckpt["trial"], ckpt["step"])
-    return None
 
 
 def restore(run, ckpt, optimizers):
@@ -533,17 +497,18 @@ def restore(run, ckpt, optimizers):
 
 
 def evaluate(run):
-    """Val loss of the model's current weights: the summed loss over the val set and the ranks, per token."""
+    """Val loss of the current weights: the loss summed over the val set and ranks, per token."""
+    inputs, targets, k = run.val_inputs, run.val_targets, run.micro
     with torch.no_grad():
-        loss = sum(run.model(run.val_inputs[i:i + run.micro], run.val_targets[i:i + run.micro]).double()
-                   for i in range(0, len(run.val_inputs), run.micro))
+        loss = sum(run.model(inputs[i:i + k], targets[i:i + k]).double()
+                   for i in range(0, len(inputs), k))
     if run.world_size > 1:
         dist.all_reduce(loss)
     return loss.item() / val_tokens
 
 
 def forward_backward(run, inputs, targets):
-    """One forward and one backward per microbatch; loss and gradients are sums over the microbatches."""
+    """One forward and one backward per microbatch; loss and gradients are sums over them."""
     train_loss = 0
     for i in range(0, len(inputs), run.micro):
         loss = run.model(inputs[i:i + run.micro], targets[i:i + run.micro])
@@ -553,15 +518,17 @@ def forward_backward(run, inputs, targets):
 
 
 def optimizer_step(run, optimizers):
-    """Sum the gradients over ranks and step every optimizer. A MatrixOptimizer (with `owner`) sums its own
-    inside step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors together)
+    """Sum the gradients over ranks and step every optimizer. A MatrixOptimizer (with `owner`) sums
+    its own in step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors)
     and waited for just before the first optimizer that reads them."""
     works = []
     if run.world_size > 1:
         sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
-        grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
+        grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None
+                 and p not in sharded]
         vectors = [g for g in grads if g.ndim < 2]  # biases and gains
-        buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
+        buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])
+                                                       for _ in vectors[:1]]
         works = [dist.all_reduce(b, async_op=True) for b in buckets]
     for opt in optimizers:
         if works and not getattr(opt, "owner", None):
@@ -583,8 +550,8 @@ def run_trial(run, trial, ckpt):
         optimizers = make_optimizers(run.raw_model)
         state = restore(run, ckpt, optimizers)
         start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
-        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size {run.world_size} "
-            f"(micro_batch_seqs {run.micro})")
+        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size "
+            f"{run.world_size} (micro_batch_seqs {run.micro})")
     else:
         log(run, f"{tag} seed {seed}")
         torch.manual_seed(seed)
@@ -593,14 +560,16 @@ def run_trial(run, trial, ckpt):
         for group in (g for opt in optimizers for g in opt.param_groups):
             group["initial_lr"] = group["lr"]
         state, start, reached, train_time = {}, 0, None, 0.0
-    train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size, seq_len, run.device)
+    loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size, seq_len,
+                                        run.device)
     for _ in range(start):
-        next(train_loader)
-    if run.device.type == "cuda":
+        next(loader)
+    cuda = run.device.type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats(run.device)
-    # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on the host during
-    # the next step, after its forward and backward are queued: no step waits for the GPU
-    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.device.type == "cuda"), None
+    # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on
+    # the host during the next step, after its forward and backward are queued: no step waits
+    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=cuda), None
     val, last_save, t0 = float("nan"), time.perf_counter(), time.perf_counter()
     for step in range(start, train_steps + 1):
         if step == train_steps or is_val_step(step):  # every trial validates after its last step
@@ -608,15 +577,15 @@ def run_trial(run, trial, ckpt):
             train_time += time.perf_counter() - t0  # the clock stops during val
             val = evaluate(run)
             extra = readouts(step, run.raw_model, val, lambda: evaluate(run), state)
-            log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}" + "".join(f" {k}:{v:.5f}" for k, v in extra.items())
-                + f" train_time:{train_time:.3f}s step_avg:{1000 * train_time / max(step, 1):.2f}ms")
-            if reached is None and val <= 3.28:
-                reached = step
+            log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}" + "".join(
+                f" {k}:{v:.5f}" for k, v in extra.items()) + f" train_time:{train_time:.3f}s "
+                f"step_avg:{1000 * train_time / max(step, 1):.2f}ms")
+            reached = step if reached is None and val <= 3.28 else reached
             check_state(state)
             t0 = time.perf_counter()
         if step == train_steps:
             break
-        inputs, targets = next(train_loader)
+        inputs, targets = next(loader)
         before_forward(step, run.raw_model, optimizers, state)
         train_loss = forward_backward(run, inputs, targets)
         if step > start:  # the previous step's flags
@@ -624,40 +593,50 @@ def run_trial(run, trial, ckpt):
                 flags_ready.synchronize()
             nonfinite, signum, save = flags.tolist()
             if nonfinite:
-                log(run, f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
+                log(run, f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on "
+                    "with the next trial")
                 break
-        due = run.rank == 0 and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
-        step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), run.stop[0] if run.stop else 0,
-                                  device=run.device), torch.full((), due, device=run.device)]).int()
-        flags_sent = dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True) if run.world_size > 1 else None
+        due = run.rank == 0 and checkpoint_every is not None and \
+            time.perf_counter() - last_save > checkpoint_every
+        signal_now = torch.tensor(run.stop[0] if run.stop else 0, device=run.device)
+        step_flags = torch.stack([~torch.isfinite(train_loss), signal_now,
+                                  torch.tensor(due, device=run.device)]).int()
+        sent = run.world_size > 1 and dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True)
         set_hparams(step, optimizers, state)
         optimizer_step(run, optimizers)
         after_step(step, run.raw_model, optimizers, state)
         if step == start:
             check_state(state)
-        if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
-            flags_sent.wait()
+        if sent:  # waited for only now: the all-reduce ran under the optimizers' steps
+            sent.wait()
         flags.copy_(step_flags, non_blocking=True)
-        if run.device.type == "cuda":
+        if cuda:
             flags_ready = torch.cuda.Event()
             flags_ready.record()
-        if step > start and (signum or save):  # the state after this step: a resume starts at step + 1
+        now = train_time + time.perf_counter() - t0  # the public script's console line
+        if run.rank == 0:
+            print(f"step:{step + 1}/{train_steps} train_time:{now:.3f}s "
+                  f"step_avg:{1000 * now / (step + 1):.2f}ms")
+        if step > start and (signum or save):  # the state after this step: a resume starts there
             run.sync()
             train_time += time.perf_counter() - t0
-            failed = save_checkpoint(run, optimizers, trial=trial, step=step + 1, train_time=train_time,
-                                     reached=reached, state=state)
+            failed = save_checkpoint(run, optimizers, trial=trial, step=step + 1,
+                                     train_time=train_time, reached=reached, state=state)
             last_save = t0 = time.perf_counter()
             kept = f"trial {run.saved[0] + 1} step {run.saved[1]}" if run.saved else "none"
             if failed:
-                log(run, f"{tag} checkpoint at step {step + 1} not written ({failed}); the last one is {kept}, "
-                    "so the steps since are unprotected" + ("" if signum else "; training goes on"))
+                log(run, f"{tag} checkpoint at step {step + 1} not written ({failed}); the last "
+                    f"one is {kept}, so the steps since are unprotected" + (
+                        "" if signum else "; training goes on"))
             if signum:
                 log(run, f"{tag} stopped by signal {signum} at step {step + 1}; " + (
-                    "no checkpoint to resume from" if not run.saved else f"checkpoint {run.ckpt_path}; resume with: "
-                    f"RESUME={run.ckpt_path} and the same launch command" + (f" (from {kept})" if failed else "")))
+                    f"checkpoint {run.ckpt_path}; resume with: RESUME={run.ckpt_path} and the same "
+                    "launch command" + (f" (from {kept})" if failed else "") if run.saved else
+                    "no checkpoint to resume from"))
                 raise SystemExit(128 + signum)
-    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.device.type == "cuda" else 0.0
-    log(run, f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
+    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if cuda else 0.0
+    log(run, f"{tag} target val_loss<=3.28 " + (
+        "not reached" if reached is None else f"first reached at step {reached}"))
     log(run, f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
         f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
 
@@ -671,76 +650,74 @@ def log(run, line, echo=True):
 
 
 def main(num_trials=1):
-    try:
-        rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    except ValueError:
-        raise SystemExit("RANK and WORLD_SIZE must be whole numbers (torchrun sets them); "
-                         f"got RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}") from None
+    env = os.environ
+    rank, world_size = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+    seed0 = int(env.get("SEED", int.from_bytes(os.urandom(6), "little")))  # trial i: seed0 + i
     if world_size < 1 or 8 % world_size or not 0 <= rank < world_size:
-        raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below it): "
-                         "launch with torchrun --nproc_per_node 1, 2, 4 or 8")
+        raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below "
+                         "it): launch with torchrun --nproc_per_node 1, 2, 4 or 8")
     check_launch()
     with open(__file__) as f:
         code = f.read()
-    resume = os.environ.get("RESUME")
+    resume = env.get("RESUME")
     ckpt = load_checkpoint(resume, code) if resume else None
-    log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(os.path.expanduser(log_dir),
-                                                                          f"{uuid.uuid4()}.txt"))
-    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir), os.path.basename(log_path)[:-4] + ".pt")
+    log_path = ckpt["log_path"] if ckpt else os.path.abspath(
+        os.path.join(os.path.expanduser(log_dir), f"{uuid.uuid4()}.txt"))
+    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir),
+                                       os.path.basename(log_path)[:-4] + ".pt")
     for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
-        try:  # found now, not when a stop signal asks for a checkpoint
-            os.makedirs(directory, exist_ok=True)
-            tempfile.TemporaryFile(dir=directory).close()
-        except OSError as e:
-            raise SystemExit(f"cannot write to {directory} ({e.strerror or e}): the run's log and checkpoints go "
-                             "there; make it writable or set log_dir / checkpoint_dir in the Setup section") from None
-    if device_type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        os.makedirs(directory, exist_ok=True)
+    device = torch.device("cuda", int(env.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
+        torch.device("cpu")
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability(device) == (8, 0):
-            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public modded-nanogpt issue "
-                             "#268): install torch 2.11 or newer")
-        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention fails to build a plan for this layout on some versions
-    else:
-        device = torch.device("cpu")
+        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability() == (8, 0):
+            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public "
+                             "modded-nanogpt issue #268): install torch 2.11 or newer")
+        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention: no plan for this layout
     micro = choose_micro_batch(device, batch_size // world_size // seq_len, world_size)
     if world_size > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run after the next step, then exits
-    old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
+                                world_size=world_size)
+    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints after the next step, then exits
+    old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
+                    for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop, micro=micro,
-                                    sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None,
-                                    log_path=log_path, ckpt_path=ckpt_path, saved=ckpt and (ckpt["trial"], ckpt["step"]))
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code,
+                                    stop=stop, micro=micro, log_path=log_path, ckpt_path=ckpt_path,
+                                    saved=ckpt and (ckpt["trial"], ckpt["step"]), sync=lambda: None)
+        if device.type == "cuda":
+            run.sync = torch.cuda.synchronize
         if rank == 0:
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
         if not ckpt:
+            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            more = micro_batch_seqs and micro_batch_seqs > micro
             log(run, code, echo=False)
             log(run, "=" * 100, echo=False)
-            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-            log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
-                f"| micro_batch_seqs {run.micro}" + (f" (micro_batch_seqs = {micro_batch_seqs} is more than the {run.micro} "
-                "sequences of a rank)" if micro_batch_seqs and micro_batch_seqs > run.micro else ""))
+            log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | "
+                f"world_size {world_size} | micro_batch_seqs {micro}" + (more and f" (micro_batch_"
+                f"seqs = {micro_batch_seqs} is more than the {micro} sequences of a rank)" or ""))
             log(run, "=" * 100, echo=False)
         with torch.device(device):
             run.raw_model = GPT(vocab_size, num_layers, model_dim)
         run.model = compiled(run.raw_model, device)
-        run.val_inputs, run.val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size,
-                                                                          seq_len, device))
-        seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
+        run.val_inputs, run.val_targets = next(distributed_data_generator(
+            val_files, val_tokens, rank, world_size, seq_len, device))
+        seed0 = torch.tensor(seed0, device=device)
         if world_size > 1:  # every rank initializes from rank 0's seed
-            seed0_t = torch.tensor(seed0, device=device)
-            dist.broadcast(seed0_t, 0)
-            seed0 = seed0_t.item()
-        run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (seed0, num_trials)
+            dist.broadcast(seed0, 0)
+        run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (
+            seed0.item(), num_trials)
         for trial in range(ckpt["trial"] if ckpt else 0, run.num_trials):
             try:
                 run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)
             except torch.OutOfMemoryError:
-                raise SystemExit(f"out of GPU memory with micro_batch_seqs = {run.micro} sequences per forward: set "
-                                 f"micro_batch_seqs = {max(1, run.micro // 2)} in the Setup section (same math)") from None
-        if rank == 0 and os.path.exists(run.ckpt_path):  # every trial is done: resuming would only replay a finished run
+                raise SystemExit(f"out of GPU memory with micro_batch_seqs = {micro} sequences per "
+                                 f"forward: set micro_batch_seqs = {max(1, micro // 2)} in the "
+                                 "Setup section (same math)") from None
+        if rank == 0 and os.path.exists(run.ckpt_path):  # a resume would replay a finished run
             os.remove(run.ckpt_path)
             log(run, f"all trials done: removed the checkpoint {run.ckpt_path}")
     finally:
@@ -753,5 +730,6 @@ def main(num_trials=1):
 if __name__ == "__main__":
     arg = sys.argv[-1] if len(sys.argv) > 1 else "1"
     if not (arg.isascii() and arg.isdigit()) or int(arg) < 1:
-        raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} [num_trials]  (got {arg!r})")
+        raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} "
+                         f"[num_trials]  (got {arg!r})")
     main(int(arg))
