@@ -18,7 +18,6 @@ import torch.nn.functional as F
 # -----------------------------------------------------------------------------
 # Dataloader
 
-
 def shard_token_count(path):
     """Token count of a shard from its header (ValueError unless header and size are right)."""
     with open(path, "rb") as f:
@@ -28,10 +27,8 @@ def shard_token_count(path):
                              "tools.launch_check says what is wrong and how to fix it)")
     return count
 
-
 def load_data_shard(path):  # a 1024-byte header, then uint16 tokens
     return torch.from_file(path, False, 512 + shard_token_count(path), dtype=torch.uint16)[512:]
-
 
 def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024,
                                device="cuda"):
@@ -50,17 +47,14 @@ def distributed_data_generator(filename_pattern, batch_size, rank, world_size, s
         pos += batch_size
         yield buf[:-1].view(-1, seq_len), buf[1:].view(-1, seq_len).long()
 
-
 def steps_in_shard(num_tokens, batch_size):  # the steps the stream takes from a shard
     return max(0, math.ceil((num_tokens - batch_size - 1) / batch_size))
 
 # -----------------------------------------------------------------------------
 # Architecture
 
-
 def norm(x):
     return F.rms_norm(x, (x.size(-1),))
-
 
 class RMSNorm(nn.Module):
     def __init__(self, dim):
@@ -70,13 +64,11 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         return F.rms_norm(x, (x.size(-1),), self.gains.type_as(x))
 
-
 class Linear(nn.Linear):
     """nn.Linear that casts its fp32 master weights to the activations' dtype (bf16) at use."""
 
     def forward(self, x):
         return F.linear(x, self.weight.type_as(x), self.bias.type_as(x))
-
 
 class Rotary(nn.Module):
     def __init__(self, head_dim, max_seq_len=1024):
@@ -91,7 +83,6 @@ class Rotary(nn.Module):
         cos, sin = self.cos[None, :x.size(1), None], self.sin[None, :x.size(1), None]
         x1, x2 = x.float().chunk(2, dim=-1)
         return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1).type_as(x)
-
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim):
@@ -109,7 +100,6 @@ class CausalSelfAttention(nn.Module):
                                            is_causal=True, scale=0.12)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
-
 class MLP(nn.Module):
     def __init__(self, dim):
         super().__init__()
@@ -117,7 +107,6 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.proj(F.relu(self.fc(x)).square())
-
 
 class Block(nn.Module):
     def __init__(self, dim):
@@ -128,7 +117,6 @@ class Block(nn.Module):
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
-
 
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim):
@@ -151,7 +139,6 @@ class GPT(nn.Module):
 # Optimizer: MatrixOptimizer is the machinery (ranks, buffers, collectives, sharded state), no math;
 # Muon only math, one update() per stack of same-shape matrices (docs/writing-an-approach.md).
 
-
 def newton_schulz(G, steps=12, dtype=torch.bfloat16):
     """Orthogonalize every matrix of a (..., m, n) batch (in bfloat16): singular values go to ~1."""
     X = G.to(dtype).reshape(-1, *G.shape[-2:])
@@ -164,12 +151,10 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
         X = torch.baddbmm(X, B, X, beta=2)  # 2 X + B X
     return (X.mT if G.size(-2) > G.size(-1) else X).reshape(G.shape)
 
-
 def compiled(fn, device):
     """torch.compile(fn), one static graph (a graph break is an error), on CUDA or compile_on_cpu"""
     on = device.type == "cuda" or compile_on_cpu
     return torch.compile(fn, dynamic=False, fullgraph=True) if on else fn
-
 
 def assign_ranks(costs, world_size):
     """A rank for each matrix, balancing the ranks' summed costs: largest first, each to the least
@@ -179,7 +164,6 @@ def assign_ranks(costs, world_size):
         owner[i] = min(range(world_size), key=load.__getitem__)
         load[owner[i]] += costs[i]
     return owner
-
 
 class MatrixOptimizer(torch.optim.Optimizer):
     """The machinery of a sharded optimizer for matrices; subclasses write update() (and cost()).
@@ -262,7 +246,6 @@ class MatrixOptimizer(torch.optim.Optimizer):
         super().load_state_dict(dict(sd, state={i: st for i, st in sd["state"].items()
                                                 if self.owner[params[i]] == self.rank}))
 
-
 class Muon(MatrixOptimizer):
     """Muon (RULES.md 5): Nesterov momentum orthogonalized by Newton-Schulz, decoupled decay."""
 
@@ -305,7 +288,6 @@ checkpoint_every = None  # seconds between checkpoints; None: on SIGTERM/SIGINT 
 
 train_steps = 3250
 
-
 def init_params(model):
     for name, p in model.named_parameters():
         if name.endswith("gains"):
@@ -317,7 +299,6 @@ def init_params(model):
         else:
             nn.init.normal_(p, std=(0.33 / p.size(-1)) ** 0.5)
 
-
 def make_optimizers(model):
     adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.7),
                               dict(params=[model.proj.weight], lr=0.004),
@@ -327,11 +308,9 @@ def make_optimizers(model):
                 lr=0.025, weight_decay=0.05, mu=0.95)
     return [muon, adam]
 
-
 def lr_multiplier(step):
     x = step / train_steps
     return 1.0 if x < 0.3 else (1 - x) / 0.7
-
 
 def set_hparams(step, optimizers, state):
     """Every group's hyperparameters for `step`, set after its backward, before the optimizers step.
@@ -341,7 +320,6 @@ def set_hparams(step, optimizers, state):
     eta = lr_multiplier(step)
     for group in (g for opt in optimizers for g in opt.param_groups):
         group["lr"] = group["initial_lr"] * eta
-
 
 def is_val_step(step):
     """Validate before step `step`? The loop also validates after the last step (RULES.md 6.1)."""
@@ -354,14 +332,11 @@ def is_val_step(step):
 # before_forward, the optimizers' step and after_step only: val passes and readouts must leave them
 # bit for bit, and val losses must never steer training (RULES.md 2.6; tools.preflight checks it).
 
-
 def before_forward(step, model, optimizers, state):
     """Runs before the first forward of step `step`, e.g. a lookahead move of the weights."""
 
-
 def after_step(step, model, optimizers, state):
     """Runs after the optimizers' step `step`, e.g. an EMA of the weights."""
-
 
 def readouts(step, model, val_loss, evaluate, state):
     """At each val step: extra values to log after val_loss, {name: value}, e.g. {"val_ema_loss":
@@ -370,7 +345,6 @@ def readouts(step, model, val_loss, evaluate, state):
 
 # -----------------------------------------------------------------------------
 # Training and Validation
-
 
 def check_launch():
     """The faults that must stop a launch before any GPU work, one line each (SystemExit). More that
@@ -400,7 +374,6 @@ def check_launch():
                              f"{fix} {chunks}" if chunks <= 103 else
                              f"all 103 shards of the benchmark hold {103 * per_shard} steps"))
 
-
 def check_state(value, path="state"):
     """SystemExit naming the first value of the trial's state that a checkpoint cannot hold."""
     if isinstance(value, (dict, list, tuple)):
@@ -412,7 +385,6 @@ def check_state(value, path="state"):
         raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, "
                          "numbers, strings and lists, tuples and dicts of them; keep the values it "
                          "stands for instead")
-
 
 def choose_micro_batch(device, seqs_per_rank, world_size):
     """micro_batch_seqs, or the most that fit the GPU: ~2.1 + 0.42 GiB each (docs/speed.md)."""
@@ -428,7 +400,6 @@ def choose_micro_batch(device, seqs_per_rank, world_size):
                          f"sequences each of the {world_size} ranks takes per step: use one of "
                          + ", ".join(divisors))
     return min(micro_batch_seqs, seqs_per_rank)  # more: one forward per rank and step (header says)
-
 
 def load_checkpoint(path, code):
     """The checkpoint at `path`, refused unless whole, written by this very script, its log here."""
@@ -451,14 +422,12 @@ def load_checkpoint(path, code):
         return ckpt
     raise SystemExit(f"cannot resume from {path}: {why}")
 
-
 def to_device(obj, device):  # a checkpoint's nested dicts, lists and tuples, tensors on `device`
     if isinstance(obj, dict):
         return {k: to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device) for v in obj)
     return obj.to(device) if torch.is_tensor(obj) else obj
-
 
 def save_checkpoint(run, optimizers, **ckpt):
     """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG. Returns why the
@@ -480,7 +449,6 @@ def save_checkpoint(run, optimizers, **ckpt):
         return f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"
     run.saved = (ckpt["trial"], ckpt["step"])
 
-
 def restore(run, ckpt, optimizers):
     """The interrupted trial's model, optimizer states (each rank keeps its own shard) and RNG."""
     run.raw_model.load_state_dict(ckpt["model"])
@@ -490,7 +458,6 @@ def restore(run, ckpt, optimizers):
     if run.device.type == "cuda":
         torch.cuda.set_rng_state(ckpt["cuda_rng"], run.device)
     return to_device(ckpt["state"], run.device)
-
 
 def evaluate(run):
     """Val loss of the current weights: the loss summed over the val set and ranks, per token."""
@@ -502,7 +469,6 @@ def evaluate(run):
         dist.all_reduce(loss)
     return loss.item() / val_tokens
 
-
 def forward_backward(run, inputs, targets):
     """One forward and one backward per microbatch; loss and gradients are sums over them."""
     train_loss = 0
@@ -512,11 +478,10 @@ def forward_backward(run, inputs, targets):
         train_loss += loss.detach()
     return train_loss
 
-
 def optimizer_step(run, optimizers):
-    """Sum the gradients over ranks and step every optimizer. A MatrixOptimizer (with `owner`) sums
-    its own in step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors)
-    and waited for just before the first optimizer that reads them."""
+    """Sum the gradients over ranks, step every optimizer. A MatrixOptimizer (`owner`) sums its own;
+    the rest are all-reduced asynchronously (one per matrix, one for all vectors), waited for just
+    before the first optimizer that reads them."""
     works = []
     if run.world_size > 1:
         sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
@@ -536,7 +501,6 @@ def optimizer_step(run, optimizers):
             works = []
         opt.step()
     run.raw_model.zero_grad(set_to_none=True)
-
 
 def run_trial(run, trial, ckpt):
     """One trial: a fresh init (or the checkpoint's state), then every step with its val passes."""
@@ -603,7 +567,7 @@ def run_trial(run, trial, ckpt):
         after_step(step, run.raw_model, optimizers, state)
         if step == start:
             check_state(state)
-        if sent:  # waited for only now: the all-reduce ran under the optimizers' steps
+        if run.world_size > 1:  # waited for only now: it ran under the optimizers' steps
             sent.wait()
         flags.copy_(step_flags, non_blocking=True)
         if cuda:
@@ -636,14 +600,12 @@ def run_trial(run, trial, ckpt):
     log(run, f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
         f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
 
-
 def log(run, line, echo=True):
     if run.rank == 0:
         if echo:
             print(line)
         run.logfile.write(line + "\n")
         run.logfile.flush()
-
 
 def main(num_trials=1):
     env = os.environ
@@ -721,7 +683,6 @@ def main(num_trials=1):
             signal.signal(s, handler)
         if dist.is_initialized():
             dist.destroy_process_group()
-
 
 if __name__ == "__main__":
     arg = sys.argv[-1] if len(sys.argv) > 1 else "1"
