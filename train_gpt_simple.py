@@ -367,6 +367,9 @@ def check_launch():
             have += steps_in_shard(shard_token_count(path), batch_size)
         except (OSError, ValueError) as e:  # a directory, a dangling link, a damaged shard
             raise SystemExit(e if isinstance(e, ValueError) else f"{path}: {e.strerror}") from None
+    if shard_token_count(val_paths[0]) < val_tokens + 2:  # the stream's rule: batch + 2 tokens
+        raise SystemExit(f"{val_paths[0]}: {shard_token_count(val_paths[0])} tokens, fewer than "
+                         f"val_tokens + 2 = {val_tokens + 2}")
     if have < train_steps:
         chunks = math.ceil(train_steps / per_shard)  # the benchmark's shards: 190 steps each
         raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the "

@@ -48,3 +48,23 @@ def test_the_readme_is_a_front_door_that_links_every_docs_page():
     linked = {os.path.normpath(link.partition("#")[0]) for link in links("README.md")}
     for page in (p for p in PAGES if p.startswith("docs/")):
         assert page in linked, f"README.md does not link {page}"
+
+
+SECTION_ROW = re.compile(r"^\| (Dataloader|Architecture|Optimizer|Setup|Init & Optim Hyperparams|Training and "
+                         r"Validation) \| (\d+)-(\d+) \|", re.M)
+
+
+def test_the_section_lines_that_writing_an_approach_cites_are_the_scripts():
+    """docs/writing-an-approach.md's table of the script's sections: each starts at the line of its heading
+    comment (after the separator) and ends on the line before the next separator (or the file's last line)."""
+    with open(os.path.join(ROOT, "docs", "writing-an-approach.md")) as f:
+        rows = SECTION_ROW.findall(f.read())
+    with open(os.path.join(ROOT, "train_gpt_simple.py")) as f:
+        lines = f.read().splitlines()
+    assert [r[0] for r in rows] == ["Dataloader", "Architecture", "Optimizer", "Setup", "Init & Optim Hyperparams",
+                                    "Training and Validation"]
+    separator = "# " + "-" * 77
+    for name, first, last in rows:
+        first, last = int(first), int(last)
+        assert lines[first - 1].startswith(f"# {name}") and lines[first - 2] == separator, (name, first)
+        assert last == len(lines) or lines[last] == separator, (name, last)

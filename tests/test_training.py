@@ -17,7 +17,7 @@ import torch
 import tiny_instruments as ti
 import train_gpt_simple as tgs
 from data.shards import write_shard
-from tools import tiny
+from tools import launch_check, tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_gpt_simple.py")
@@ -203,8 +203,9 @@ def test_bad_shard(tmp_path, data, fault):
         with open(bad, "r+b") as f:
             f.truncate(1024 + 2 * 4000)
     msg = refused(tmp_path, overrides(data, tmp_path, 6, train_files=str(bad_dir / "fineweb_train_*.bin")))
-    assert str(bad) in msg
-    assert ("magic 1234" in msg) if fault == "magic" else ("truncated" in msg and "5000 tokens" in msg)
+    assert msg.startswith(f"{bad}: not a whole token shard of this benchmark (python -m tools.launch_check")
+    why = launch_check.shard_problem(str(bad))  # what the tool says about it
+    assert ("magic 1234" in why) if fault == "magic" else ("truncated" in why and "5000 tokens" in why)
 
 
 def test_world_size_not_dividing_8(tmp_path, data, monkeypatch):
@@ -521,3 +522,29 @@ def test_nan_stops_the_trial_and_the_next_trial_runs(nan_run):
         assert not all(torch.isfinite(p).all() for p in r["trials"][0]["params"].values())
         assert all(torch.isfinite(p).all() for p in r["trials"][1]["params"].values())
     assert max_param_diff(results[0]["trials"][1]["params"], results[1]["trials"][1]["params"]) == 0
+
+
+STEP_LINE = re.compile(r"^step:(\d+)/(\d+) train_time:(\d+\.\d{3})s step_avg:(\d+\.\d{2})ms$")
+
+
+def test_the_console_gets_a_line_per_step_and_the_log_does_not(tmp_path, data, capsys):
+    """The public script's per-step console line, step_avg = training time so far / steps done; the log holds the
+    header, the trial lines and the val lines only, as before the console line (tools parse logs with
+    step:(\\d+)/(\\d+)\\s+val_loss:, which the per-step line does not match)."""
+    over = overrides(data, str(tmp_path), 13, micro_batch_seqs=4)
+    assert tiny.run(SCRIPT, 1, over, 2, None, env=dict(SEED="3", RESUME=""))[0]["error"] is None
+    console = capsys.readouterr().out.splitlines()
+    steps = [m for m in map(STEP_LINE.match, console) if m]
+    assert [(int(m[1]), int(m[2])) for m in steps] == [(k, 13) for k in range(1, 14)] * 2  # two trials
+    for m in steps:  # train_time rounds to 1 ms, so step_avg is within 0.5 ms / steps of 1000 train_time / steps
+        assert abs(float(m[4]) - 1000 * float(m[3]) / int(m[1])) <= 0.5 / int(m[1]) + 0.005, m[0]
+    assert not any(re.search(r"step:(\d+)/(\d+)\s+val_loss:", m[0]) for m in steps)
+    (log,) = [os.path.join(over["log_dir"], f) for f in os.listdir(over["log_dir"])]
+    text = open(log).read()
+    body = text[len(open(SCRIPT).read()) + 1:].splitlines()
+    assert body[0] == "=" * 100 and body[1].startswith("PyTorch ") and body[2] == "=" * 100
+    val = re.compile(r"^step:(\d+)/13 val_loss:\d+\.\d{5} train_time:\d+\.\d{3}s step_avg:\d+\.\d{2}ms$")
+    kinds = ["val" if val.match(line) else line.split(" ", 2)[2].split(" ")[0] for line in body[3:]]
+    assert kinds == (["seed", "val", "val", "target", "summary:"] * 2), kinds  # steps 0 and 13 of each trial
+    echoed = [line for line in console if not STEP_LINE.match(line) and not line.startswith("logging to ")]
+    assert echoed == [body[1]] + body[3:]  # the console echoes the log's lines, less the script and the rules

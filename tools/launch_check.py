@@ -2,13 +2,14 @@
 
     python -m tools.launch_check [SCRIPT] [--json]
 
-The script itself stops only what must stop a GPU launch (no CUDA, train_steps out of bounds, a world size that
-does not divide the batch, missing or damaged train shards, a bad checkpoint to resume). This tool runs those
-checks (the script's own check_launch()) and the ones that explain a fault in more words: the Setup values'
-types, SEED, RANK and WORLD_SIZE, set_hparams's arguments, every shard's header and size, the val shard, the log
-and checkpoint directories, a torch known to fail. It reads the environment the launch would see (SEED,
-RANK, WORLD_SIZE) and the script's data paths relative to the current directory, as the launch does. Exit
-status 1 if any check fails. tools.preflight runs the checks that need no data (script_problems).
+The script itself stops only what must stop a GPU launch (no CUDA, train_steps out of bounds, a world size
+that does not divide the batch, missing or damaged train shards, a val shard too short, a bad checkpoint to
+resume). This tool runs those checks (the script's own check_launch()) and the ones that explain a fault in
+more words: the Setup values' types, SEED, RANK and WORLD_SIZE, set_hparams's arguments, every shard's
+header and size, the val shard, the log and checkpoint directories, a torch known to fail. It reads the
+environment the launch would see (SEED, RANK, WORLD_SIZE) and the script's data paths relative to the
+current directory, as the launch does. Exit status 1 if any check fails, 2 if the script cannot be loaded.
+tools.preflight runs the checks that need no data (script_problems).
 """
 import argparse
 import errno
