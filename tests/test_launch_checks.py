@@ -400,3 +400,22 @@ def test_launch_check_command(tmp_path, data, capsys, monkeypatch):
     assert "no shards at data/fineweb10B/fineweb_train_*.bin" in out and out.splitlines()[-1].endswith("failing: "
                                                                                                        "script, data")
     assert launch_check.main([str(tmp_path / "nope.py")]) == 2
+
+
+def test_the_preflight_fails_load_on_what_launch_check_finds_in_the_text(tmp_path):
+    import ast
+    from tools.preflight import core
+    from tools.preflight.common import Report
+    for name, replacement, want in (
+            ("args", ("def set_hparams(step, optimizers, state):", "def set_hparams(step, optimizers):"),
+             "set_hparams must take (step, optimizers, state)"),
+            ("every", ("checkpoint_every = None ", "checkpoint_every = '600' "), "checkpoint_every = '600': must be")):
+        script = copy_script(tmp_path, replacement)
+        code = open(script).read()
+        report = Report()
+        assert core.load_user(report, script, script, code, ast.parse(code)) is None
+        assert report.checks["load"]["status"] == "FAIL" and want in report.checks["load"]["detail"], report.checks
+    code = open(SCRIPT).read()
+    report = Report()
+    assert core.load_user(report, SCRIPT, SCRIPT, code, ast.parse(code)) is not None
+    assert report.checks["load"]["detail"] == "not run"
