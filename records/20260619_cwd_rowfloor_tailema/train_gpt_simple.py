@@ -876,9 +876,9 @@ def main(num_trials=1):
                                        os.path.basename(log_path)[:-4] + ".pt")
     for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
         os.makedirs(directory, exist_ok=True)
-    device = torch.device("cuda", int(env.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
-        torch.device("cpu")
-    if device.type == "cuda":
+    cuda = device_type == "cuda"
+    device = torch.device(device_type, int(env.get("LOCAL_RANK", 0)) if cuda else None)
+    if cuda:
         torch.cuda.set_device(device)
         if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability() == (8, 0):
             raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public "
@@ -886,22 +886,20 @@ def main(num_trials=1):
         torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention: no plan for this layout
     micro = choose_micro_batch(device, batch_size // world_size // seq_len, world_size)
     if world_size > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
-                                world_size=world_size)
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
     stop = []  # a stop signal (preemption, Ctrl-C) checkpoints after the next step, then exits
     old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
                     for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code,
                                     stop=stop, micro=micro, log_path=log_path, ckpt_path=ckpt_path,
-                                    saved=ckpt and (ckpt["trial"], ckpt["step"]), sync=lambda: None)
-        if device.type == "cuda":
-            run.sync = torch.cuda.synchronize
+                                    saved=ckpt and (ckpt["trial"], ckpt["step"]),
+                                    sync=torch.cuda.synchronize if cuda else lambda: None)
         if rank == 0:
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
         if not ckpt:
-            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+            name = torch.cuda.get_device_name(device) if cuda else "cpu"
             more = micro_batch_seqs and micro_batch_seqs > micro
             log(run, code, echo=False)
             log(run, "=" * 100, echo=False)
