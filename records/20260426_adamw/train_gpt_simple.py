@@ -623,16 +623,15 @@ def log(run, line, echo=True):
         run.logfile.flush()
 
 def main(num_trials=1):
-    env = os.environ
-    rank, world_size = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
-    seed0 = int(env.get("SEED", int.from_bytes(os.urandom(6), "little")))  # trial i: seed0 + i
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    seed0 = int(os.environ.get("SEED", int.from_bytes(os.urandom(6), "little")))
     if world_size < 1 or 8 % world_size or not 0 <= rank < world_size:
         raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below "
                          "it): launch with torchrun --nproc_per_node 1, 2, 4 or 8")
     check_launch()
     with open(__file__) as f:
         code = f.read()
-    resume = env.get("RESUME")
+    resume = os.environ.get("RESUME")
     ckpt = load_checkpoint(resume, code) if resume else None
     log_path = ckpt["log_path"] if ckpt else os.path.abspath(
         os.path.join(os.path.expanduser(log_dir), f"{uuid.uuid4()}.txt"))
@@ -641,7 +640,7 @@ def main(num_trials=1):
     for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
         os.makedirs(directory, exist_ok=True)
     cuda = device_type == "cuda"
-    device = torch.device(device_type, int(env.get("LOCAL_RANK", 0)) if cuda else None)
+    device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0)) if cuda else None)
     if cuda:
         torch.cuda.set_device(device)
         if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability() == (8, 0):
