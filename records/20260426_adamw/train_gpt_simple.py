@@ -535,10 +535,10 @@ def run_trial(run, trial, ckpt):
         for group in (g for opt in optimizers for g in opt.param_groups):
             group["initial_lr"] = group["lr"]
         state, start, reached, train_time = {}, 0, None, 0.0
-    loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size, seq_len,
-                                        run.device)
+    train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size,
+                                              seq_len, run.device)
     for _ in range(start):
-        next(loader)
+        next(train_loader)
     cuda = run.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(run.device)
@@ -560,7 +560,7 @@ def run_trial(run, trial, ckpt):
             t0 = time.perf_counter()
         if step == train_steps:
             break
-        inputs, targets = next(loader)
+        inputs, targets = next(train_loader)
         before_forward(step, run.raw_model, optimizers, state)
         train_loss = forward_backward(run, inputs, targets)
         if step > start:  # the previous step's flags
