@@ -307,11 +307,11 @@ def test_report_with_public_baseline_noise(tmp_path, capsys):
     assert lines[6].split()[:4] == ["01_Muon.lr=0.02", "2", "never", "3.28100"]
     assert lines[10].split()[:3] == ["03_Muon.lr=0.03", "0", "2750"]
     summary = {line.split()[0]: line for line in lines[15:18]}
-    assert summary["02_Muon.lr=0.025"].split()[1:6] == ["3", "3.27800", "0.00100", "-", "reference"]
-    assert summary["01_Muon.lr=0.02"].endswith("+0.00200 +- 0.00078 (paired over 3 seed(s), z +2.6): within the noise")
-    assert summary["03_Muon.lr=0.03"].endswith("-0.00267 +- 0.00078 (paired over 3 seed(s), z -3.4): lower, beyond "
+    assert summary["02_Muon.lr=0.025"].split()[1:7] == ["3", "3.27800", "0.00100", "3250", "-", "reference"]
+    assert summary["01_Muon.lr=0.02"].endswith("+0.00200 +- 0.00078 (paired over 3 seed(s) at step 3250, z +2.6): within the noise")
+    assert summary["03_Muon.lr=0.03"].endswith("-0.00267 +- 0.00078 (paired over 3 seed(s) at step 3250, z -3.4): lower, beyond "
                                                "the noise")
-    assert summary["03_Muon.lr=0.03"].split()[1:5] == ["3", "3.27533", "0.00126", "3050"]  # claim: tools.stats
+    assert summary["03_Muon.lr=0.03"].split()[1:6] == ["3", "3.27533", "0.00126", "3250", "3050"]  # claim: tools.stats
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(run(capsys, "report", d, "--baseline", RECORD46, "--json")[0])
     assert data["noise"]["n"] == 8 and data["noise"]["sigma"] == pytest.approx(0.000949, abs=5e-6)
@@ -329,8 +329,8 @@ def test_report_noise_from_the_reference_variant(tmp_path, capsys):
     out, _ = run(capsys, "report", d, "--ref", names[1])
     assert "noise: sigma 0.00100 (seed std of the final val loss at step 3250, n = 3, from the reference variant " \
            "02_Muon.lr=0.025)" in out
-    assert "+0.00200 +- 0.00141 (paired over 1 seed(s), z +1.4): within the noise" in out
-    assert "-0.00300 +- 0.00100 (paired over 2 seed(s), z -3.0): lower, beyond the noise" in out
+    assert "+0.00200 +- 0.00141 (paired over 1 seed(s) at step 3250, z +1.4): within the noise" in out
+    assert "-0.00300 +- 0.00100 (paired over 2 seed(s) at step 3250, z -3.0): lower, beyond the noise" in out
 
 
 def test_report_unpaired_with_the_public_curve(tmp_path, capsys):
@@ -340,7 +340,7 @@ def test_report_unpaired_with_the_public_curve(tmp_path, capsys):
     out, _ = run(capsys, "report", d)
     assert ("noise: sigma 0.00134 (seed std of the final val loss at step 3250, n = 10, from the public baseline's "
             "runs (tools/reference/baseline_curve.csv))") in out
-    assert "+0.00200 +- 0.00190 (unpaired (1 vs 1 runs), z +1.1): within the noise" in out
+    assert "+0.00200 +- 0.00190 (unpaired, 1 vs 1 runs at step 3250, z +1.1): within the noise" in out
 
 
 def test_report_finds_logs_by_their_script(tmp_path, capsys):
@@ -385,3 +385,16 @@ def test_mark(tmp_path, capsys):
     last = json.loads((tmp_path / "s" / "journal.jsonl").read_text().splitlines()[-1])
     assert {k: last[k] for k in ("event", "variant", "seed", "rc", "log", "status")} == {
         "event": "run", "variant": "01_Muon.mu=0.9", "seed": 3, "rc": 0, "log": "logs/x.txt", "status": "finished"}
+
+
+def test_report_compares_at_the_last_common_val_step(tmp_path, capsys):
+    d, names = make_sweep(tmp_path, capsys, [[3.2800, 3.2790], [3.2780, 3.2770]], seeds=(0, 1), values=("0.02", "0.025"))
+    with open(d / names[0] / "train_gpt_simple.py") as f:
+        script = f.read()
+    short = {s: v for s, v in curve(3.2790).items() if s <= 3000}  # seed 1 of the first variant stops at step 3000
+    write(d / names[0] / "seed1.txt", log_text([{"points": short, "seed": 1}], script=script))
+    data = json.loads(run(capsys, "report", d, "--json")[0])
+    first = data["variants"][0]
+    assert first["step"] == 3000 and first["mean"] == pytest.approx((3.2800 + 0.002 + 3.2790 + 0.002) / 2, abs=1e-9)
+    assert first["vs_ref"]["step"] == 3000 and first["vs_ref"]["delta"] == pytest.approx(0.0020, abs=1e-9)
+    assert first["runs"][1]["status"] == "stops early at step 3000 of 3250 (no val line after it in its log)"

@@ -38,8 +38,6 @@ import re
 import shlex
 import sys
 
-from tools.preflight.static import check_hardcoded, check_imports, public_format_problem, script_val_lines
-
 SECTION = "# Init & Optim Hyperparams"
 SEPARATOR = re.compile(r"^# -{20,}\s*$")
 SCRIPT_NAME = "train_gpt_simple.py"
@@ -241,6 +239,7 @@ def train_steps_literals(code, old):
 
 def static_problems(code):
     """The static preflight checks (tools.preflight.static) of a variant's code: [problem]."""
+    from tools.preflight.static import check_hardcoded, check_imports, public_format_problem, script_val_lines
     try:
         tree = ast.parse(code)
     except SyntaxError as e:
@@ -549,45 +548,55 @@ def noise(baseline, runs_by_variant, ref):
             "source": "the public baseline's runs (tools/reference/baseline_curve.csv)"}
 
 
+def common_step(trials):
+    """The last val step that every run in `trials` logged (None when there is none)."""
+    steps = None
+    for t in trials:
+        steps = set(t.losses()) if steps is None else steps & set(t.losses())
+    return max(steps) if steps else None
+
+
 def summarize(runs):
+    """n, and the mean and std of the val loss at the last val step common to the runs (as tools.stats and
+    tools.results take final_val_loss), with the claim: the earliest step that passes the bar over them."""
+    from tools.logs import LogError
     from tools.stats import analyze
-    finals = [t.final_val_loss for t in runs]
-    row = {"n": len(runs), "mean": None, "std": None, "claim": None, "final_step": None}
-    if not runs:
-        return row
-    row["mean"] = sum(finals) / len(finals)
-    row["std"] = (math.sqrt(sum((x - row["mean"]) ** 2 for x in finals) / (len(finals) - 1)) if len(finals) > 1
-                  else 0.0)
-    row["final_step"] = runs[0].final_step if len({t.final_step for t in runs}) == 1 else None
-    try:
-        a = analyze(runs)
-        row["claim"] = a["claim"].step if a["claim"] else None
-    except Exception:
-        pass
+    row = {"n": len(runs), "mean": None, "std": None, "step": None, "claim": None}
+    if runs:
+        try:
+            a = analyze(runs)
+        except LogError:
+            return row
+        row.update(mean=a["final"].mean, std=a["final"].std, step=a["final"].step,
+                   claim=a["claim"].step if a["claim"] else None)
     return row
 
 
 def compare(runs, ref_runs, sigma, z):
-    """The difference in final val loss from the reference: paired by seed over the seeds both ran, else unpaired."""
-    mine = {t.seed: t.final_val_loss for t in runs if t.seed is not None}
-    theirs = {t.seed: t.final_val_loss for t in ref_runs if t.seed is not None}
+    """The difference in val loss from the reference at the last val step common to all runs of both (each run's
+    final val loss when there is none): paired by seed over the seeds both ran, else unpaired."""
+    step = common_step(runs + ref_runs)
+    value = (lambda t: t.losses()[step]) if step is not None else (lambda t: t.final_val_loss)
+    where = f" at step {step}" if step is not None else " (final val losses: no common val step)"
+    mine = {t.seed: value(t) for t in runs if t.seed is not None}
+    theirs = {t.seed: value(t) for t in ref_runs if t.seed is not None}
     common = sorted(set(mine) & set(theirs))
     if common:
         diffs = [mine[s] - theirs[s] for s in common]
         delta, k = sum(diffs) / len(diffs), len(diffs)
         se = sigma * math.sqrt(2 / k)
-        how = f"paired over {k} seed(s)"
+        how = f"paired over {k} seed(s){where}"
     else:
-        a = [t.final_val_loss for t in runs]
-        b = [t.final_val_loss for t in ref_runs]
+        a = [value(t) for t in runs]
+        b = [value(t) for t in ref_runs]
         delta = sum(a) / len(a) - sum(b) / len(b)
         se = sigma * math.sqrt(1 / len(a) + 1 / len(b))
-        how, k = f"unpaired ({len(a)} vs {len(b)} runs)", None
-    zval = delta / se if se > 0 else (math.inf if delta else 0.0) * (1 if delta >= 0 else -1)
+        how = f"unpaired, {len(a)} vs {len(b)} runs{where}"
+    zval = delta / se if se > 0 else math.copysign(math.inf, delta) if delta else 0.0
     beyond = math.isfinite(delta) and abs(delta) >= z * se
     verdict = ("lower, beyond the noise" if beyond and delta < 0 else "higher, beyond the noise" if beyond
                else "within the noise")
-    return {"delta": delta, "se": se, "z": zval, "paired": bool(common), "seeds": common, "how": how,
+    return {"step": step, "delta": delta, "se": se, "z": zval, "paired": bool(common), "seeds": common, "how": how,
             "beyond": beyond, "verdict": verdict}
 
 
@@ -644,13 +653,14 @@ def report(args):
                   f"{fmt(r['final_val_loss']):>10} {r['final_step']:>8}  {r['status']}")
         if not row["runs"]:
             print(f"  {row['variant']:<40} {'-':>10} {'-':>13} {'-':>10} {'-':>8}  no runs")
-    print(f"\n  {'variant':<40} {'n':>3} {'mean final':>10} {'std':>8} {'claim':>6}  vs {ref}")
+    print(f"\n  {'variant':<40} {'n':>3} {'mean':>8} {'std':>8} {'at step':>7} {'claim':>6}  vs {ref}")
     for row in table:
         c = row["vs_ref"]
         vs = ("reference" if row["reference"] else "-" if c is None else
               f"{c['delta']:+.5f} +- {c['se']:.5f} ({c['how']}, z {c['z']:+.1f}): {c['verdict']}")
-        print(f"  {row['variant']:<40} {row['n']:>3} {fmt(row['mean']):>10} {fmt(row['std']):>8} "
-              f"{row['claim'] if row['claim'] is not None else '-':>6}  {vs}")
+        print(f"  {row['variant']:<40} {row['n']:>3} {fmt(row['mean']):>8} {fmt(row['std']):>8} "
+              f"{row['step'] if row['step'] is not None else '-':>7} {row['claim'] if row['claim'] is not None else '-':>6}"
+              f"  {vs}")
     print(f"\nbeyond the noise: |difference| >= {args.z:g} x sigma x sqrt(2/k) paired by seed (k seeds both ran), "
           f"else {args.z:g} x sigma x sqrt(1/n + 1/n_ref); claim: the earliest val step that passes bar 0.005 over "
           "the variant's runs (tools.stats)")
