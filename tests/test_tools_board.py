@@ -563,3 +563,18 @@ def test_bad_bucket_id_and_unwritable_spool(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith(f"error: the bucket is unreachable and the spool {tmp_path / 'f'} cannot "
                                            "be written (") and err.endswith("the message was NOT posted\n")
+
+
+def test_reading_downloads_what_is_not_cached_in_one_call(bucket):
+    for i in range(5):
+        bucket("post", f"m{i}", now=at(i))
+    bucket.api.calls.clear()
+    other = FakeHfApi()
+    other.files = dict(bucket.api.files)
+    bucket.api = other  # another machine: an empty cache
+    bucket.tmp.joinpath("spool", ".cache").rename(bucket.tmp / "old-cache")
+    out, _ = bucket("read", "-a")
+    assert out.count("=== ") == 5 and other.calls == ["list", "download"]
+    other.calls.clear()
+    bucket("read", "-a")
+    assert other.calls == ["list"]  # messages never change: the cache holds them

@@ -336,6 +336,25 @@ class BucketBoard:
         with open(local, "rb") as f:
             return f.read(MAX_MESSAGE + 1)
 
+    def prefetch(self, names):
+        """Download the messages of `names` that are not cached yet, in one call."""
+        if not self.online:
+            return
+        listed = set(self._listing or ())
+        missing = [n for n in names if n in listed and not os.path.exists(os.path.join(self.cache, n))]
+        if not missing:
+            return
+        os.makedirs(self.cache, exist_ok=True)
+        parts = [(n, os.path.join(self.cache, f".part-{os.getpid()}-{n}")) for n in missing]
+        try:
+            self.api.download_bucket_files(self.bucket, [(BUCKET_PREFIX + n, tmp) for n, tmp in parts])
+        except self._errors as e:
+            self._offline(e)
+            return
+        for n, tmp in parts:
+            if os.path.exists(tmp):
+                os.replace(tmp, os.path.join(self.cache, n))
+
     def names(self):
         self._push_spool()
         remote = []
@@ -411,7 +430,10 @@ def open_board(args, api=None):
 def load(board, names=None):
     """[Message] of `names` (default: all), in board order."""
     out = []
-    for name in board.names() if names is None else names:
+    names = board.names() if names is None else names
+    if hasattr(board, "prefetch"):
+        board.prefetch(names)
+    for name in names:
         try:
             out.append(Message(name, board.read(name)))
         except OSError as e:
