@@ -610,7 +610,7 @@ def cmd_list(board, args, now):
     if not msgs:
         print(f"no messages on {board.where}")
     for m in msgs:
-        what = f"[broken: {m.error}]" if m.error else ("[claim] " if "claim" in m.meta else "") + m.summary()
+        what = f"[broken: {m.error}]" if m.error else m.summary()
         print(f"{m.name:<42} {m.type:<6} {what}")
     return 0
 
