@@ -578,3 +578,15 @@ def test_reading_downloads_what_is_not_cached_in_one_call(bucket):
     other.calls.clear()
     bucket("read", "-a")
     assert other.calls == ["list"]  # messages never change: the cache holds them
+
+
+def test_counts_must_be_positive(env):
+    with pytest.raises(SystemExit) as e:
+        env("list", "-n", "0")
+    assert e.value.code == 2 and "argument -n: '0': a count >= 1" in env.capsys.readouterr().err
+
+
+def test_an_unreadable_board(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert board.main(["--board", str(tmp_path / "file"), "list"], now=T0) == 2
+    assert capsys.readouterr().err == f"error: cannot read the board {tmp_path / 'file'}: Not a directory\n"

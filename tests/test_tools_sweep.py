@@ -120,7 +120,7 @@ def test_three_values(tmp_path, capsys):
     out, err = run(capsys, SCRIPT, "--set", "Muon.lr=0.02,0.025,0.03", "--seeds", "0,1", "--out", out_dir,
                    "--gpus", "8", "--per-run", "2")
     names = ["01_Muon.lr=0.02", "02_Muon.lr=0.025", "03_Muon.lr=0.03"]
-    assert sorted(os.listdir(out_dir)) == names + ["journal.jsonl", "launch.sh", "slurm.sbatch"]
+    assert sorted(os.listdir(out_dir)) == names + ["console", "journal.jsonl", "launch.sh", "slurm.sbatch"]
     old = "    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.025, weight_decay=0.05, mu=0.95)"
     for name, value in zip(names, ("0.02", "0.025", "0.03")):
         with open(out_dir / name / "train_gpt_simple.py") as f:
@@ -398,3 +398,39 @@ def test_report_compares_at_the_last_common_val_step(tmp_path, capsys):
     assert first["step"] == 3000 and first["mean"] == pytest.approx((3.2800 + 0.002 + 3.2790 + 0.002) / 2, abs=1e-9)
     assert first["vs_ref"]["step"] == 3000 and first["vs_ref"]["delta"] == pytest.approx(0.0020, abs=1e-9)
     assert first["runs"][1]["status"] == "stops early at step 3000 of 3250 (no val line after it in its log)"
+
+
+def test_more_bad_input(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        sweep.main([SCRIPT, "--set", "mu=0.9", "--out", str(tmp_path / "o"), "--gpus", "0"])
+    assert e.value.code == 2 and "argument --gpus: '0': a whole number >= 1" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    _, err = run(capsys, SCRIPT, "--set", "mu=0.9", "--out", tmp_path / "file" / "o", code=2)
+    assert err == f"error: cannot make {tmp_path / 'file' / 'o'}: Not a directory\n"
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "journal.jsonl").write_text('{"event": "run", "variant": "x", "status": "finished"}\n')
+    _, err = run(capsys, "report", d, code=2)
+    assert err == f"error: {d}: the journal lists no variant that was written\n"
+    (d / "journal.jsonl").write_text("[1, 2]\n")
+    _, err = run(capsys, "report", d, code=2)
+    assert err == f"error: {d / 'journal.jsonl'}:1: not a JSON object\n"
+    with pytest.raises(SystemExit) as e:
+        sweep.main(["report", str(d), "--z", "0"])
+    assert e.value.code == 2 and "argument --z: '0': a number above 0" in capsys.readouterr().err
+
+
+def test_a_variant_that_cannot_be_written(tmp_path, capsys, monkeypatch):
+    real_open = os.open
+
+    def refuse(path, flags, mode=0o777):
+        if str(path).endswith("train_gpt_simple.py"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", refuse)
+    out, err = run(capsys, SCRIPT, "--set", "mu=0.9", "--out", tmp_path / "s", code=1)
+    path = tmp_path / "s" / "01_Muon.mu=0.9" / "train_gpt_simple.py"
+    assert f"  failed: cannot write {path}: Permission denied" in out
+    assert json.loads((tmp_path / "s" / "journal.jsonl").read_text())["status"] == \
+        f"failed: cannot write {path}: Permission denied"

@@ -325,7 +325,7 @@ RUN_FUNCTION = r'''run() {  # VARIANT SEED: one trial of DIR/VARIANT/train_gpt_s
   rc=$?
   log=$(sed -n 's/^logging to //p' "$out" | head -n 1)
   if [ -n "$log" ] && [ -f "$log" ]; then cp "$log" "$SWEEP/$1/"; fi
-  python -m tools.sweep mark "$SWEEP" "$1" "$2" "$rc" --log "$log" --console "$out"
+  "${PYTHON:-python}" -m tools.sweep mark "$SWEEP" "$1" "$2" "$rc" --log "$log" --console "$out"
 }'''
 
 
@@ -360,8 +360,7 @@ def slurm_script(out, jobs, per_run):
         f"#SBATCH --gres=gpu:{per_run}",
         f"#SBATCH --output={os.path.join(out, 'console', 'slurm-%A_%a.out')}",
         f"# Written by python -m tools.sweep: one array task per run ({len(jobs)} runs of {per_run} GPU(s)).",
-        f"# Submit from the repo root: mkdir -p {shlex.quote(os.path.join(out, 'console'))} && sbatch "
-        f"{shlex.quote(os.path.join(out, 'slurm.sbatch'))}",
+        f"# Submit from the repo root: sbatch {shlex.quote(os.path.join(out, 'slurm.sbatch'))}",
         "set -u", 'cd "${SLURM_SUBMIT_DIR:-.}"', f"SWEEP={shlex.quote(out)}", f"PER_RUN={per_run}",
         'mkdir -p "$SWEEP/console"', RUN_FUNCTION,
         f"JOBS=({pairs})", "run ${JOBS[$SLURM_ARRAY_TASK_ID]}", ""])
@@ -401,7 +400,7 @@ def write_sweep(args):
     jobs = plan_jobs([v for v, _ in variants], seeds, args.gpus, args.per_run)
     out = args.out
     try:
-        os.makedirs(out, exist_ok=True)
+        os.makedirs(os.path.join(out, "console"), exist_ok=True)  # SLURM opens its --output files there
     except OSError as e:
         raise SweepError(f"cannot make {out}: {e.strerror or e}") from None
     sha = hashlib.sha256(code.encode()).hexdigest()
