@@ -76,12 +76,12 @@ def test_list(capsys):
      "SCRIPT --list shows the names)"),
     (["--set", "Muon.lr=0.1,1/3", "--out", "o"], "error: --set Muon.lr: '1/3' is not a Python literal (a number, "
      "True/False, None, a string or a tuple of them)"),
-    (["--set", "Muon.lr='x'", "--out", "o"], "error: --set Muon.lr: \"'x'\" is a str, but Muon.lr is 0.025 (a float)"),
-    (["--set", "train_steps=3000.0", "--out", "o"], "error: --set train_steps: '3000.0' is a float, but train_steps "
-     "is 3250 (a int)"),
+    (["--set", "Muon.lr='x'", "--out", "o"], "error: --set Muon.lr: \"'x'\" is a str, but Muon.lr is 0.025 (a number)"),
+    (["--set", "fused=1", "--out", "o"], "error: --set fused: '1' is a number, but fused is True (True or False)"),
+    (["--set", "train_steps=3000.0", "--out", "o"], "error: --set train_steps: '3000.0': a whole number >= 1"),
     (["--set", "train_steps=0", "--out", "o"], "error: --set train_steps: '0': a whole number >= 1"),
-    (["--set", "betas=(0.9,0.95,0.1)", "--out", "o"], "error: --set betas: '(0.9,0.95,0.1)' is a tuple, but betas is "
-     "(0.8, 0.95) (a tuple)"),
+    (["--set", "betas=(0.9,0.95,0.1)", "--out", "o"], "error: --set betas: '(0.9,0.95,0.1)' is a tuple of 3, but "
+     "betas is (0.8, 0.95) (a tuple of 2)"),
     (["--set", "mu=0.9,0.9", "--out", "o"], "error: --set mu: a value is given twice"),
     (["--set", "mu=0.9", "--set", "Muon.mu=0.8", "--out", "o"], "error: two --set name the same literal"),
     (["--set", "mu=0.9"], "error: give --out DIR: where the variants, the journal and the launch plan go"),
@@ -418,6 +418,16 @@ def test_more_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         sweep.main(["report", str(d), "--z", "0"])
     assert e.value.code == 2 and "argument --z: '0': a number above 0" in capsys.readouterr().err
+
+
+def test_a_float_for_an_int(tmp_path, capsys):
+    with open(RECORD) as f:
+        text = f.read()
+    path = write(tmp_path / "train_gpt_simple.py", text)
+    run(capsys, path, "--set", "AdamW.weight_decay=0.01", "--out", tmp_path / "s", "--seeds", "0")
+    with open(tmp_path / "s" / "01_AdamW.weight_decay=0.01" / "train_gpt_simple.py") as f:
+        assert changed_lines(text, f.read())[1].endswith("betas=(0.8, 0.99), eps=1e-10, weight_decay=0.01, fused=True)"
+                                                         "  # fused: one kernel")
 
 
 def test_a_variant_that_cannot_be_written(tmp_path, capsys, monkeypatch):

@@ -179,13 +179,23 @@ def _split_values(text):
 def _same_kind(old, new):
     if isinstance(old, bool) or isinstance(new, bool):
         return isinstance(old, bool) and isinstance(new, bool)
-    if isinstance(old, float):
+    if isinstance(old, (int, float)):  # a float for an int is fine (weight_decay=0 -> 0.01); train_steps is checked
         return isinstance(new, (int, float))
     if isinstance(old, tuple):
         return isinstance(new, tuple) and len(new) == len(old) and all(_same_kind(a, b) for a, b in zip(old, new))
     if old is None or new is None:
         return True
     return type(old) is type(new)
+
+
+def _kind(value):
+    if isinstance(value, bool):
+        return "True or False"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def parse_set(item, found, ambiguous):
@@ -203,8 +213,8 @@ def parse_set(item, found, ambiguous):
             raise SweepError(f"--set {name}: {text!r} is not a Python literal (a number, True/False, None, a string or "
                              "a tuple of them)") from None
         if not _same_kind(lit.value, new):
-            raise SweepError(f"--set {name}: {text!r} is a {type(new).__name__}, but {name} is "
-                             f"{ast.unparse(lit.node)} (a {type(lit.value).__name__})")
+            raise SweepError(f"--set {name}: {text!r} is {_kind(new)}, but {name} is {ast.unparse(lit.node)} "
+                             f"({_kind(lit.value)})")
         if name == "train_steps" and not (type(new) is int and new >= 1):
             raise SweepError(f"--set train_steps: {text!r}: a whole number >= 1")
     if len(set(texts)) != len(texts):
