@@ -590,3 +590,44 @@ def test_an_unreadable_board(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert board.main(["--board", str(tmp_path / "file"), "list"], now=T0) == 2
     assert capsys.readouterr().err == f"error: cannot read the board {tmp_path / 'file'}: Not a directory\n"
+
+
+def test_a_spooled_post_is_pushed_once(bucket, monkeypatch):
+    bucket.api.fail = ConnectionError("down")
+    bucket("post", "offline")
+    bucket.api.fail = None
+    real_rename = os.rename
+
+    def other_shell_first(src, dst):  # another shell takes the spooled message just before this one
+        if ".pushing-" in str(dst) and not other_shell_first.done:
+            other_shell_first.done = True
+            real_rename(src, str(dst).replace(".pushing-", ".pushing-other-"))
+        return real_rename(src, dst)
+
+    other_shell_first.done = False
+    monkeypatch.setattr(os, "rename", other_shell_first)
+    bucket("list", now=at(1))
+    assert bucket.api.calls.count("batch") == 0  # this shell did not send it: the other one does
+    assert [x for x in os.listdir(bucket.tmp / "spool") if x.endswith(".md")] == [
+        f".pushing-other-{os.getpid()}-20261206-183005_agent-01.md"]
+
+
+def test_a_failed_push_stays_in_the_spool(bucket):
+    bucket.api.fail = ConnectionError("down")
+    bucket("post", "offline")
+    calls = []
+    bucket.api.fail = None
+    original = bucket.api.batch_bucket_files
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        raise ConnectionError("dropped")
+
+    bucket.api.batch_bucket_files = batch
+    _, err = bucket("list", now=at(1))
+    assert calls == [1] and "unreachable (ConnectionError: dropped)" in err
+    assert sorted(x for x in os.listdir(bucket.tmp / "spool") if not x.startswith(".")) == ["20261206-183005_agent-01.md"]
+    bucket.api.batch_bucket_files = original
+    _, err = bucket("list", now=at(2))
+    assert "note: pushed the spooled 20261206-183005_agent-01.md" in err
+    assert bucket.names() == ["20261206-183005_agent-01.md"]

@@ -315,14 +315,20 @@ class BucketBoard:
         self._pushed = True
         for name in self.spooled():
             path = os.path.join(self.spool, name)
-            with open(path, "rb") as f:
+            mine = os.path.join(self.spool, f".pushing-{os.getpid()}-{name}")
+            try:  # taken out of the spool first, so that two shells never push the same message
+                os.rename(path, mine)
+            except FileNotFoundError:
+                continue  # another shell is pushing it
+            with open(mine, "rb") as f:
                 text = f.read().decode("utf-8", errors="replace")
             try:
                 got = self._upload(name, text)
             except self._errors as e:
+                os.rename(mine, path)
                 self._offline(e)
                 return
-            os.unlink(path)
+            os.unlink(mine)
             self.notes.append(f"pushed the spooled {name}" + (f" as {got}" if got != name else ""))
 
     def _fetch(self, name, force=False):
