@@ -631,3 +631,16 @@ def test_a_failed_push_stays_in_the_spool(bucket):
     _, err = bucket("list", now=at(2))
     assert "note: pushed the spooled 20261206-183005_agent-01.md" in err
     assert bucket.names() == ["20261206-183005_agent-01.md"]
+
+
+def test_a_push_cut_short_goes_back_to_the_spool(bucket):
+    spool = bucket.tmp / "spool"
+    spool.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    text = board.render("agent-01", "agent", T0, body="from a shell that died while pushing")
+    (spool / f".pushing-{int(dead.stdout)}-20261206-183005_agent-01.md").write_text(text)
+    (spool / f".pushing-{os.getpid()}-20261206-183006_agent-01.md").write_text(text)  # alive: still pushing
+    _, err = bucket("list", now=at(1))
+    assert "note: pushed the spooled 20261206-183005_agent-01.md" in err
+    assert bucket.names() == ["20261206-183005_agent-01.md"]
+    assert sorted(os.listdir(spool)) == [".cache", f".pushing-{os.getpid()}-20261206-183006_agent-01.md"]

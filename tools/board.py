@@ -313,6 +313,7 @@ class BucketBoard:
         if self._pushed or not self.online:
             return
         self._pushed = True
+        self._recover()
         for name in self.spooled():
             path = os.path.join(self.spool, name)
             mine = os.path.join(self.spool, f".pushing-{os.getpid()}-{name}")
@@ -330,6 +331,28 @@ class BucketBoard:
                 return
             os.unlink(mine)
             self.notes.append(f"pushed the spooled {name}" + (f" as {got}" if got != name else ""))
+
+    def _recover(self):
+        """Put back into the spool what a shell that died while pushing had taken out of it."""
+        try:
+            names = os.listdir(self.spool)
+        except OSError:
+            return
+        for entry in names:
+            m = re.fullmatch(r"\.pushing-(\d+)-(.+)", entry)
+            if not m or not NAME_RE.fullmatch(m[2]):
+                continue
+            try:
+                os.kill(int(m[1]), 0)
+                continue  # still pushing
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            try:
+                os.rename(os.path.join(self.spool, entry), os.path.join(self.spool, m[2]))
+            except OSError:
+                pass
 
     def _fetch(self, name, force=False):
         """The bytes of a message, from the cache or the bucket (raises a network error)."""
