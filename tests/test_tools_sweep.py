@@ -150,6 +150,14 @@ def test_three_values(tmp_path, capsys):
     assert len((out_dir / "journal.jsonl").read_text().splitlines()) == 6
 
 
+def test_one_sweep_per_directory(tmp_path, capsys):
+    run(capsys, SCRIPT, "--set", "mu=0.9,0.8", "--out", tmp_path / "s")
+    before = {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    _, err = run(capsys, SCRIPT, "--set", "mu=0.9", "--out", tmp_path / "s", code=2)
+    assert err == f"error: {tmp_path / 's'} holds another sweep (01_Muon.mu=0.9, 02_Muon.mu=0.8); give this one its own --out\n"
+    assert {p: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == before
+
+
 def test_the_plan_packs_runs(tmp_path):
     jobs = sweep.plan_jobs(["a", "b", "c"], [7], 8, 4)
     assert jobs == [("a", 7, "0,1,2,3", 0), ("b", 7, "4,5,6,7", 1), ("c", 7, "0,1,2,3", 0)]

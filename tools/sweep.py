@@ -409,6 +409,11 @@ def write_sweep(args):
     variants = [(variant_name(i, combo), combo) for i, combo in enumerate(combos, 1)]
     jobs = plan_jobs([v for v, _ in variants], seeds, args.gpus, args.per_run)
     out = args.out
+    if os.path.exists(os.path.join(out, JOURNAL)):
+        before = list(dict.fromkeys(e.get("variant") for e in read_journal(out) if e.get("event") == "variant"))
+        if before != [v for v, _ in variants]:
+            raise SweepError(f"{out} holds another sweep ({', '.join(map(str, before[:4]))}"
+                             f"{' ...' if len(before) > 4 else ''}); give this one its own --out")
     try:
         os.makedirs(os.path.join(out, "console"), exist_ok=True)  # SLURM opens its --output files there
     except OSError as e:
