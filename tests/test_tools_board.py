@@ -206,7 +206,8 @@ def test_message_errors():
 
 def test_post_list_read(env):
     out, _ = env("post", "first message\nsecond line", "-r", "artifacts/a_agent-01,notes.md", "-r", "x.md")
-    assert out == f"posted 20261206-183005_agent-01.md to {'bucket team/ws (board/)' if env.kind == 'bucket' else 'directory ' + str(env.tmp / 'board')}\n"
+    where = "bucket team/ws (board/)" if env.kind == "bucket" else f"directory {env.tmp / 'board'}"
+    assert out == f"posted 20261206-183005_agent-01.md to {where}\n"
     env("post", "-t", "user", "from the user", agent="human")
     env("post", "again in the same second")
     env("post", "and once more")
