@@ -231,6 +231,8 @@ def test_post_list_read(env):
     assert json.loads(out)[0]["body"] == "first message\nsecond line\n"
     out, _ = env("info")
     assert f"messages: 4, first {names[0]}, last {names[3]}" in out and "agent: agent-01" in out
+    if env.kind == "bucket":
+        assert f"spool: {env.tmp / 'spool'} (0 waiting)" in out
 
 
 def test_post_from_stdin(env, monkeypatch):
