@@ -308,7 +308,9 @@ def test_report_with_public_baseline_noise(tmp_path, capsys):
     out, _ = run(capsys, "report", d, "--baseline", RECORD46, "--plot", tmp_path / "p.png")
     lines = out.splitlines()
     assert lines[0] == f"sweep {d}: 3 variants, 9 runs; reference 02_Muon.lr=0.025"
-    assert lines[1] == (f"noise: sigma 0.00095 (seed std of the final val loss at step 2765, n = 8, from --baseline "
+    assert lines[1] == "metric: val_loss"
+    lines = lines[:1] + lines[2:]
+    assert lines[1] == (f"noise: sigma 0.00095 (seed std of the final val_loss at step 2765, n = 8, from --baseline "
                         f"{RECORD46})")
     assert lines[4].split() == ["01_Muon.lr=0.02", "0", "3250", "3.28000", "3250", "complete"]
     assert lines[5].split() == ["01_Muon.lr=0.02", "1", "3125", "3.27900", "3250", "complete"]
@@ -335,7 +337,7 @@ def test_report_noise_from_the_reference_variant(tmp_path, capsys):
     d, names = make_sweep(tmp_path, capsys, [[3.2800, None, None], [3.2780, 3.2770, 3.2790], [None, 3.2740, 3.2760]])
     # the reference variant (the script's own value, 0.025) gives the noise: std of 3.278, 3.277, 3.279
     out, _ = run(capsys, "report", d, "--ref", names[1])
-    assert "noise: sigma 0.00100 (seed std of the final val loss at step 3250, n = 3, from the reference variant " \
+    assert "noise: sigma 0.00100 (seed std of the final val_loss at step 3250, n = 3, from the reference variant " \
            "02_Muon.lr=0.025)" in out
     assert "+0.00200 +- 0.00141 (paired over 1 seed(s) at step 3250, z +1.4): within the noise" in out
     assert "-0.00300 +- 0.00100 (paired over 2 seed(s) at step 3250, z -3.0): lower, beyond the noise" in out
@@ -346,7 +348,7 @@ def test_report_unpaired_with_the_public_curve(tmp_path, capsys):
     text = (d / names[0] / "seed0.txt").read_text().replace("trial 1/1 seed 0", "trial 1/1 seed 9")
     (d / names[0] / "seed0.txt").write_text(text)
     out, _ = run(capsys, "report", d)
-    assert ("noise: sigma 0.00134 (seed std of the final val loss at step 3250, n = 10, from the public baseline's "
+    assert ("noise: sigma 0.00134 (seed std of the final val_loss at step 3250, n = 10, from the public baseline's "
             "runs (tools/reference/baseline_curve.csv))") in out
     assert "+0.00200 +- 0.00190 (unpaired, 1 vs 1 runs at step 3250, z +1.1): within the noise" in out
 
@@ -360,7 +362,7 @@ def test_report_finds_logs_by_their_script(tmp_path, capsys):
     write(logs / "other.txt", log_text([{"points": curve(3.2700), "seed": 0}]))  # another script: nobody's
     data = json.loads(run(capsys, "report", d, "--logs", logs, "--json")[0])
     assert [len(v["runs"]) for v in data["variants"]] == [1, 3, 0]
-    assert data["variants"][0]["runs"][0]["final_val_loss"] == 3.2795
+    assert data["variants"][0]["runs"][0]["final"] == 3.2795
 
 
 def test_report_errors(tmp_path, capsys):
@@ -452,3 +454,23 @@ def test_a_variant_that_cannot_be_written(tmp_path, capsys, monkeypatch):
     assert f"  failed: cannot write {path}: Permission denied" in out
     assert json.loads((tmp_path / "s" / "journal.jsonl").read_text())["status"] == \
         f"failed: cannot write {path}: Permission denied"
+
+
+def test_report_on_another_metric(tmp_path, capsys):
+    from tools_logtext import add_column
+    d, names = make_sweep(tmp_path, capsys, [[], [], []])
+    for name, offsets in zip(names, ((0.0, 0.0), (0.0, 0.0), (-0.004, -0.004))):
+        with open(d / name / "train_gpt_simple.py") as f:
+            script = f.read()
+        for seed, final in ((0, 3.2780), (1, 3.2790)):
+            text = log_text([{"points": curve(final), "seed": seed}], script=script)
+            write(d / name / f"seed{seed}.txt", add_column(text, "val_ema_loss", offsets[seed] - 0.001))
+    out, _ = run(capsys, "report", d, "--metric", "val_ema_loss")
+    assert "metric: val_ema_loss" in out
+    assert "noise: sigma 0.00071 (seed std of the final val_ema_loss at step 3250, n = 2, from the reference" in out
+    assert "-0.00400 +- 0.00071 (paired over 2 seed(s) at step 3250, z -5.7): lower, beyond the noise" in out
+    assert "+0.00000 +- 0.00071 (paired over 2 seed(s) at step 3250, z +0.0): within the noise" in out
+    data = json.loads(run(capsys, "report", d, "--json")[0])  # on val_loss the three are the same
+    assert [v["vs_ref"] and v["vs_ref"]["delta"] for v in data["variants"]] == [0.0, None, 0.0]
+    _, err = run(capsys, "report", d, "--metric", "val_avg_loss", code=2)
+    assert err == "error: --metric val_avg_loss: no run logs it; the columns these runs log: val_ema_loss, val_loss\n"

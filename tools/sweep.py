@@ -3,8 +3,8 @@
     python -m tools.sweep SCRIPT --list
     python -m tools.sweep SCRIPT --set NAME=V1,V2,... [--set NAME=...] --out DIR [--seeds S1,S2,...]
                           [--gpus 8] [--per-run 1|2|4|8]
-    python -m tools.sweep report DIR [--baseline LOG...] [--logs LOG...] [--ref VARIANT] [--z 3] [--json]
-                          [--plot FILE.png]
+    python -m tools.sweep report DIR [--baseline LOG...] [--logs LOG...] [--ref VARIANT] [--metric NAME] [--z 3]
+                          [--json] [--plot FILE.png]
     python -m tools.sweep mark DIR VARIANT SEED RC [--log PATH]     (the launch plan calls it after each run)
 
 NAME is a literal of the script's Init & Optim Hyperparams section (the part between its `# ---` line and the
@@ -493,9 +493,16 @@ def mark(args):
 
 # --- the report --------------------------------------------------------------------------------------------------
 
-def reached(trial):
-    """The first val step at which the run's val loss is <= 3.28 (None: never)."""
-    return next((p.step for p in trial.points if p.val_loss <= TARGET), None)
+def reached(trial, metric="val_loss"):
+    """The first val step at which the run's `metric` is <= 3.28 (None: never)."""
+    losses = trial.losses(metric)
+    return next((s for s in sorted(losses) if losses[s] <= TARGET), None)
+
+
+def last_value(trial, metric="val_loss"):
+    """(step, value) of the run's last val line that carries `metric` ((None, None): none does)."""
+    losses = trial.losses(metric)
+    return (max(losses), losses[max(losses)]) if losses else (None, None)
 
 
 def _variants(entries):
@@ -535,14 +542,15 @@ def collect(directory, variants, extra_logs):
     return out, messages
 
 
-def noise(baseline, runs_by_variant, ref):
-    """{sigma, n, step, source}: the seed noise of the final val loss."""
+def noise(baseline, runs_by_variant, ref, metric="val_loss"):
+    """{sigma, n, step, mean, source}: the seed noise of `metric` at the final val step common to the runs."""
+    from tools.logs import LogError
     from tools.logs import read_runs
     from tools.stats import analyze, check_pool, load_reference
     if baseline:
         runs = read_runs(baseline)
-        check_pool(runs.trials)
-        a = analyze(runs.trials)
+        check_pool(runs.trials, metric=metric)
+        a = analyze(runs.trials, metric=metric)
         if a["n"] < 2:
             raise SweepError(f"--baseline: {a['n']} run: the seed noise needs at least 2")
         return {"sigma": a["final"].std, "n": a["n"], "step": a["final"].step, "mean": a["final"].mean,
@@ -550,27 +558,28 @@ def noise(baseline, runs_by_variant, ref):
     trials = runs_by_variant.get(ref) or []
     if len(trials) >= 2:
         try:
-            a = analyze(trials)
+            a = analyze(trials, metric=metric)
             return {"sigma": a["final"].std, "n": a["n"], "step": a["final"].step, "mean": a["final"].mean,
                     "source": f"the reference variant {ref}"}
-        except Exception:
+        except LogError:
             pass
     curve = load_reference()
     step = max(curve)
     mean, std, n = curve[step]
     return {"sigma": std, "n": n, "step": step, "mean": mean,
-            "source": "the public baseline's runs (tools/reference/baseline_curve.csv)"}
+            "source": "the public baseline's runs (tools/reference/baseline_curve.csv)"
+                      + ("" if metric == "val_loss" else f"; its std is of val_loss: it has no {metric}")}
 
 
-def common_step(trials):
-    """The last val step that every run in `trials` logged (None when there is none)."""
+def common_step(trials, metric="val_loss"):
+    """The last val step at which every run in `trials` logged `metric` (None when there is none)."""
     steps = None
     for t in trials:
-        steps = set(t.losses()) if steps is None else steps & set(t.losses())
+        steps = set(t.losses(metric)) if steps is None else steps & set(t.losses(metric))
     return max(steps) if steps else None
 
 
-def summarize(runs):
+def summarize(runs, metric="val_loss"):
     """n, and the mean and std of the val loss at the last val step common to the runs (as tools.stats and
     tools.results take final_val_loss), with the claim: the earliest step that passes the bar over them."""
     from tools.logs import LogError
@@ -578,7 +587,7 @@ def summarize(runs):
     row = {"n": len(runs), "mean": None, "std": None, "step": None, "claim": None}
     if runs:
         try:
-            a = analyze(runs)
+            a = analyze(runs, metric=metric)
         except LogError:
             return row
         row.update(mean=a["final"].mean, std=a["final"].std, step=a["final"].step,
@@ -586,12 +595,12 @@ def summarize(runs):
     return row
 
 
-def compare(runs, ref_runs, sigma, z):
+def compare(runs, ref_runs, sigma, z, metric="val_loss"):
     """The difference in val loss from the reference at the last val step common to all runs of both (each run's
     final val loss when there is none): paired by seed over the seeds both ran, else unpaired."""
-    step = common_step(runs + ref_runs)
-    value = (lambda t: t.losses()[step]) if step is not None else (lambda t: t.final_val_loss)
-    where = f" at step {step}" if step is not None else " (final val losses: no common val step)"
+    step = common_step(runs + ref_runs, metric)
+    value = (lambda t: t.losses(metric)[step]) if step is not None else (lambda t: last_value(t, metric)[1])
+    where = f" at step {step}" if step is not None else " (each run's last value: no common val step)"
     mine = {t.seed: value(t) for t in runs if t.seed is not None}
     theirs = {t.seed: value(t) for t in ref_runs if t.seed is not None}
     common = sorted(set(mine) & set(theirs))
@@ -601,8 +610,10 @@ def compare(runs, ref_runs, sigma, z):
         se = sigma * math.sqrt(2 / k)
         how = f"paired over {k} seed(s){where}"
     else:
-        a = [value(t) for t in runs]
-        b = [value(t) for t in ref_runs]
+        a = [value(t) for t in runs if value(t) is not None]
+        b = [value(t) for t in ref_runs if value(t) is not None]
+        if not a or not b:
+            return None
         delta = sum(a) / len(a) - sum(b) / len(b)
         se = sigma * math.sqrt(1 / len(a) + 1 / len(b))
         how = f"unpaired, {len(a)} vs {len(b)} runs{where}"
@@ -630,41 +641,48 @@ def report(args):
               f"{os.path.join(args.dir, 'launch.sh')} copies them there; --logs LOG... finds them elsewhere)",
               file=sys.stderr)
         return 1
+    every = [t for v in with_runs for t in runs[v]]
+    if not any(t.losses(args.metric) for t in every):
+        columns = sorted({c for t in every for c in t.columns()})
+        raise SweepError(f"--metric {args.metric}: no run logs it; the columns these runs log: {', '.join(columns)}")
     if args.ref is not None and args.ref not in variants:
         raise SweepError(f"--ref {args.ref}: not a variant of {args.dir} ({', '.join(variants)})")
     ref = args.ref or next((v for v in variants if variants[v]["values"] == variants[v].get("original")), None) \
         or with_runs[0]
     try:
-        sigma = noise(args.baseline, runs, ref)
+        sigma = noise(args.baseline, runs, ref, args.metric)
     except LogError as e:
         raise SweepError(f"--baseline: {e}") from None
     failed_runs = [e for e in entries if e.get("event") == "run" and str(e.get("status", "")).startswith("failed")]
     table = []
     for v, e in variants.items():
-        s = summarize(runs[v])
-        cmp_ = compare(runs[v], runs[ref], sigma["sigma"], args.z) if v != ref and runs[v] and runs[ref] else None
+        s = summarize(runs[v], args.metric)
+        cmp_ = (compare(runs[v], runs[ref], sigma["sigma"], args.z, args.metric) if v != ref and runs[v] and runs[ref]
+                else None)
         table.append({"variant": v, "values": e["values"], "reference": v == ref, **s, "vs_ref": cmp_,
-                      "runs": [{"seed": t.seed, "file": t.name, "steps_to_3_28": reached(t), "final_step": t.final_step,
-                                "train_steps": t.train_steps, "final_val_loss": t.final_val_loss,
-                                "status": t.status()} for t in runs[v]]})
+                      "runs": [{"seed": t.seed, "file": t.name, "steps_to_3_28": reached(t, args.metric),
+                                "final_step": last_value(t, args.metric)[0], "train_steps": t.train_steps,
+                                "final": last_value(t, args.metric)[1], "status": t.status()} for t in runs[v]]})
     if args.plot:
-        plot(table, sigma, args.plot)
+        plot(table, sigma, args.plot, args.metric)
     if args.json:
         from tools.logs import dumps
-        print(dumps({"dir": args.dir, "reference": ref, "noise": sigma, "z": args.z, "variants": table,
+        print(dumps({"dir": args.dir, "metric": args.metric, "reference": ref, "noise": sigma, "z": args.z,
+                     "variants": table,
                      "failed_runs": failed_runs, "messages": messages}))
         return 0
     for m in messages:
         print(f"note: {m}", file=sys.stderr)
     print(f"sweep {args.dir}: {len(variants)} variants, {sum(len(r) for r in runs.values())} runs; reference {ref}")
-    print(f"noise: sigma {fmt(sigma['sigma'])} (seed std of the final val loss at step {sigma['step']}, n = "
+    print(f"metric: {args.metric}")
+    print(f"noise: sigma {fmt(sigma['sigma'])} (seed std of the final {args.metric} at step {sigma['step']}, n = "
           f"{sigma['n']}, from {sigma['source']})")
-    print(f"\n  {'variant':<40} {'seed':>10} {'steps to 3.28':>13} {'final val':>10} {'at step':>8}  status")
+    print(f"\n  {'variant':<40} {'seed':>10} {'steps to 3.28':>13} {'final':>10} {'at step':>8}  status")
     for row in table:
         for r in row["runs"]:
             print(f"  {row['variant']:<40} {str(r['seed']) if r['seed'] is not None else '-':>10} "
                   f"{r['steps_to_3_28'] if r['steps_to_3_28'] is not None else 'never':>13} "
-                  f"{fmt(r['final_val_loss']):>10} {r['final_step']:>8}  {r['status']}")
+                  f"{fmt(r['final']):>10} {r['final_step'] if r['final_step'] is not None else '-':>8}  {r['status']}")
         if not row["runs"]:
             print(f"  {row['variant']:<40} {'-':>10} {'-':>13} {'-':>10} {'-':>8}  no runs")
     print(f"\n  {'variant':<40} {'n':>3} {'mean':>8} {'std':>8} {'at step':>7} {'claim':>6}  vs {ref}")
@@ -685,7 +703,7 @@ def report(args):
     return 0
 
 
-def plot(table, sigma, path):
+def plot(table, sigma, path, metric="val_loss"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -696,14 +714,14 @@ def plot(table, sigma, path):
                    label=f"reference mean +- seed noise ({sigma['sigma']:.5f})")
     ax.axhline(TARGET, color="red", lw=0.8, ls="--", label="3.28")
     for i, row in enumerate(table):
-        ys = [r["final_val_loss"] for r in row["runs"] if math.isfinite(r["final_val_loss"])]
+        ys = [r["final"] for r in row["runs"] if r["final"] is not None and math.isfinite(r["final"])]
         ax.scatter([i] * len(ys), ys, s=14, color="C0", alpha=0.6)
         if row["mean"] is not None and math.isfinite(row["mean"]):
             ax.scatter([i], [row["mean"]], marker="_", s=400, color="C1" if row["reference"] else "C0")
     ax.set_xticks(range(len(table)))
     ax.set_xticklabels([", ".join(f"{k}={v}" for k, v in r["values"].items()) for r in table], rotation=30, ha="right",
                        fontsize=8)
-    ax.set_ylabel("final val loss")
+    ax.set_ylabel(f"final {metric}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -716,6 +734,13 @@ def _positive(text):
     if not text.isascii() or not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: a whole number >= 1")
     return int(text)
+
+
+def _metric(text):
+    from tools.logs import METRIC_RE
+    if not METRIC_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a column name such as val_loss or val_ema_loss")
+    return text
 
 
 def _z(text):
@@ -738,6 +763,8 @@ def main(argv=None):
         ap.add_argument("--logs", nargs="+", metavar="LOG", help="more logs (e.g. logs/), each given to the variant "
                         "whose script it embeds")
         ap.add_argument("--ref", metavar="VARIANT", help="the variant the others are compared with")
+        ap.add_argument("--metric", type=_metric, default="val_loss", metavar="NAME",
+                        help="the val-line column to compare (default val_loss), e.g. val_ema_loss")
         ap.add_argument("--z", type=_z, default=DEFAULT_Z, help="how many standard errors count as beyond the noise "
                         f"(default {DEFAULT_Z:g})")
         ap.add_argument("--json", action="store_true")
