@@ -1,5 +1,6 @@
 """tools.public_claims: the README table, one row's folder read as a user would, the script-free extracts."""
 import json
+import types
 import os
 import shutil
 import subprocess
@@ -245,3 +246,182 @@ def test_prs_bad_sources(tmp_path, capsys):
     subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "empty.git")], check=True)
     assert public_claims.main([str(tmp_path / "empty.git"), "--prs"]) == 2
     assert "no pull-request refs; fetch them: git -C" in capsys.readouterr().err
+
+
+def _trial(values, train_steps=3000, name="r.txt", index=1, extra=None, sha="a" * 64, steps=None):
+    """A run with val loss `values[i]` at steps[i] (default every 25 up to train_steps, ending there)."""
+    steps = steps or list(range(train_steps - 25 * (len(values) - 1), train_steps + 1, 25))
+    pts = [ValPoint(s, train_steps, v, extra={k: v + d for k, d in (extra or {}).items()})
+           for s, v in zip(steps, values)]
+    return Trial(source=name, index=index, points=pts, script_sha256=sha)
+
+
+def test_verdict_pass_fail_at_the_bar():
+    # mean 3.278 at 3000 over n=4: margin exactly (3.28 - 3.278) * 2 = 0.004: passes the public bar, not 0.005
+    runs = [_trial([3.2800, v], index=i) for i, v in enumerate((3.2770, 3.2790, 3.2775, 3.2785))]
+    v = public_claims.verdict(runs, 3000, 4, "val_loss")
+    assert (v["verdict"], v["reason"], v["runs"], v["earliest"]) == ("PASS", "", 4, 3000)
+    assert v["mean"] == pytest.approx(3.278) and v["margin"] == pytest.approx(0.004)
+    assert v["over_bar"] == pytest.approx(0.0, abs=1e-12) and v["passes_workspace_bar"] is False
+    assert v["raw_mean"] == v["mean"] and v["grid"] == {"before": 2975, "after": None, "spacing": 25}
+    runs[0].points[-1].val_loss = 3.27701  # mean 3.2780025: margin 0.003995 < 0.004
+    v = public_claims.verdict(runs, 3000, None, "val_loss")
+    assert (v["verdict"], v["reason"], v["earliest"]) == ("FAIL", "margin 0.00400 < 0.004", None)
+    assert v["margin"] == pytest.approx(0.003995)
+    assert public_claims.verdict(runs, 3000, 4, "val_loss", bar=0.003)["verdict"] == "PASS"
+
+
+def test_verdict_unverifiable_and_missing_step():
+    runs = [_trial([3.2790, 3.2700], index=i) for i in range(2)]
+    v = public_claims.verdict(runs, 3000, 9, "val_loss")  # 2 runs of the 9 claimed: the mean is still shown
+    assert (v["verdict"], v["reason"]) == ("UNVERIFIABLE", "2 run(s) in the logs for the 9 claimed")
+    assert v["mean"] == pytest.approx(3.27) and v["margin"] == pytest.approx(0.01 * 2 ** 0.5)
+    assert public_claims.verdict(runs, 3000, 2, "val_loss")["verdict"] == "PASS"  # as many as claimed
+    assert public_claims.verdict(runs, 3000, 1, "val_loss")["verdict"] == "PASS"  # more: all of them count
+    none = public_claims.verdict([], 3000, 4, "val_loss")
+    assert (none["verdict"], none["reason"], none["runs"], none["grid"]) == \
+        ("UNVERIFIABLE", "no log in the PR", 0, None)
+    nostep = public_claims.verdict(runs, None, 2, "val_loss")
+    assert (nostep["verdict"], nostep["reason"]) == \
+        ("UNVERIFIABLE", "no claimed step found (table row, folder name or README)")
+    mixed = public_claims.verdict(runs + [_trial([3.27], train_steps=3250, index=3)], 3000, 3, "val_loss")
+    assert mixed["verdict"] == "UNVERIFIABLE" and mixed["reason"].startswith(
+        "cannot score: runs with different train_steps are different experiments")
+    nocol = public_claims.verdict(runs, 3000, 2, "val_ema_loss")
+    assert nocol["verdict"] == "UNVERIFIABLE" and "log no column val_ema_loss" in nocol["reason"]
+    miss = public_claims.verdict(runs, 2990, 2, "val_loss")  # between the val steps 2975 and 3000
+    assert (miss["verdict"], miss["mean"], miss["grid"]) == \
+        ("FAIL", None, {"before": 2975, "after": 3000, "spacing": 10})
+    assert miss["reason"] == ("step 2990 is not a val step (val_loss) of every run: missing in r.txt#0, r.txt#1; "
+                              "the nearest common val steps are 2975 and 3000")
+    assert public_claims.verdict(runs, 2990, 9, "val_loss")["verdict"] == "UNVERIFIABLE"
+
+
+def test_verdict_on_a_readout_column():
+    runs = [_trial([3.2850, 3.2820], extra={"val_ema_loss": -0.005}, index=i) for i in range(4)]
+    v = public_claims.verdict(runs, 3000, 4, "val_ema_loss")
+    assert v["verdict"] == "PASS" and v["mean"] == pytest.approx(3.277) and v["raw_mean"] == pytest.approx(3.282)
+    assert v["passes_workspace_bar"] is True and v["margin"] == pytest.approx(0.006)
+    assert public_claims.verdict(runs, 3000, 4, "val_loss")["verdict"] == "FAIL"
+
+
+def test_grid_near():
+    a = {"steps": [types.SimpleNamespace(step=s) for s in (2500, 2600, 2605, 2610, 2625)]}
+    assert public_claims.grid_near(a, 2605) == {"before": 2600, "after": 2610, "spacing": 5}
+    assert public_claims.grid_near(a, 2620) == {"before": 2610, "after": 2625, "spacing": 5}
+    assert public_claims.grid_near(a, 2550) == {"before": 2500, "after": 2600, "spacing": 50}
+    assert public_claims.grid_near(a, 2500) == {"before": None, "after": 2600, "spacing": 100}
+    assert public_claims.grid_near(a, 2625) == {"before": 2610, "after": None, "spacing": 15}
+    assert public_claims.grid_near({"steps": a["steps"][:1]}, 2500) == {"before": None, "after": None,
+                                                                         "spacing": None}
+
+
+def test_claim_of():
+    row = {"steps": 3150, "n": 11, "mean": 3.2778}
+    assert public_claims.claim_of("20260722_x_3100", "n = 4", row) == {
+        "steps": 3150, "steps_from": "table row", "n": 11, "n_from": "table row", "mean": 3.2778}
+    assert public_claims.claim_of("20260710_dc_rrr_muon_2645", "19 consecutive seeds on one GH200 (n=20)") == {
+        "steps": 2645, "steps_from": "folder name", "n": 20, "n_from": "README", "mean": None}
+    c = public_claims.claim_of("20260716_kfac", "# KFAC, 2600 steps\n\nTwelve fixed GH200 seeds pass")
+    assert (c["steps"], c["steps_from"], c["n"], c["n_from"]) == (2600, "README", 12, "README")
+    c = public_claims.claim_of("x", "# 3250 steps\n\n9 non-cherry-picked runs on 8xH20")
+    assert (c["steps"], c["n"]) == (3250, 9)
+    c = public_claims.claim_of("x", "2600 optimizer steps over the seeds")  # "steps" is not a count of runs
+    assert (c["steps"], c["n"], c["n_from"]) == (2600, None, None)
+    assert public_claims.claim_of("x", "nothing") == {"steps": None, "steps_from": None, "n": None,
+                                                       "n_from": None, "mean": None}
+
+
+def test_declared_metric():
+    runs = [_trial([3.2850, 3.2820], extra={"val_ema_loss": -0.005}, index=i) for i in range(2)]
+    assert public_claims.declared_metric("mean val_ema at 3000", runs, 3000) == \
+        ("val_ema_loss", "the README names val_ema")
+    assert public_claims.declared_metric("| 3000 | 2 | 3.27700 | pass |", runs, 3000) == \
+        ("val_ema_loss", "the stated mean 3.27700 is the val_ema_loss mean at step 3000")
+    assert public_claims.declared_metric("mean 3.2820", runs, 3000) == \
+        ("val_loss", "the stated mean 3.2820 is the val_loss mean at step 3000")
+    assert public_claims.declared_metric("mean 3.2821", runs, 3000) == \
+        ("val_loss", "the default (the README names no other column)")
+    assert public_claims.declared_metric("", runs, 3000, stated_mean=3.27704) == \
+        ("val_ema_loss", "the stated mean 3.2770 is the val_ema_loss mean at step 3000")
+    assert public_claims.declared_metric("mean 3.2770", runs, None)[0] == "val_loss"
+    assert public_claims.declared_metric("val_emaX", runs, 3000)[0] == "val_loss"
+
+
+def test_join_resumed():
+    part0 = _trial([3.9, 3.8, 3.7], train_steps=3250, name="part0.txt", steps=[450, 475, 500])
+    rest = _trial([3.7, 3.6, 3.27], train_steps=3250, name="rest.txt", steps=[475, 500, 3250])
+    rest.points[0].val_loss = 3.8  # the same val loss at the resumed step 475
+    other = _trial([3.5, 3.27], train_steps=3250, name="other.txt", steps=[500, 3250])
+    runs, notes = public_claims.join_resumed([part0, rest, other])
+    assert runs == [rest, other] and [p.step for p in rest.points] == [450, 475, 500, 3250]
+    assert notes == ["rest.txt#1 goes on from part0.txt#1 at step 475 (the same val loss there): one run resumed "
+                     "in another file, joined (part0.txt#1's val lines before step 475)"]
+    a = _trial([3.9, 3.8], train_steps=3250, name="a.txt", steps=[450, 475])
+    b = _trial([3.81, 3.27], train_steps=3250, name="b.txt", steps=[475, 3250])  # another value at 475
+    assert public_claims.join_resumed([a, b]) == ([a, b], [])
+    c = _trial([3.8, 3.27], train_steps=3250, name="c.txt", steps=[475, 3250], sha="b" * 64)  # another script
+    assert public_claims.join_resumed([a, c]) == ([a, c], [])
+    d = _trial([3.8, 3.27], train_steps=3000, name="d.txt", steps=[475, 3000])  # another experiment
+    assert public_claims.join_resumed([a, d]) == ([a, d], [])
+    whole = _trial([3.9, 3.8, 3.27], train_steps=3250, name="w.txt", steps=[450, 475, 3250])  # complete, not cut
+    e = _trial([3.8, 3.27], train_steps=3250, name="e.txt", steps=[475, 3250])
+    assert public_claims.join_resumed([whole, e]) == ([whole, e], [])
+
+
+def test_provenance_flags():
+    h100 = parse_text(log_text([curve(3.277)]), "h100.txt")  # HEADER: H100, world_size 8
+    gh = parse_text(log_text([curve(3.277)], header=PR_HEADER, script=SCRIPT + "# v2\n"), "gh.txt")
+    p = identity.provenance([h100], h100.trials, "runs on 8xH100")
+    assert p["flags"] == [] and p["devices"] == {"NVIDIA H100 80GB HBM3": 1} and p["world_sizes"] == {8: 1}
+    assert p["torch"] == {"2.11.0+cu130": 1} and p["stated_models"] == ["H100"] and p["stated_counts"] == [8]
+    assert identity.provenance_cell(p) == f"NVIDIA H100 80GB HBM3 x8, torch 2.11.0+cu130, script " \
+                                          f"{script_sha256(SCRIPT)[:8]}"
+    assert identity.provenance([h100], h100.trials, "on 4xH100")["flags"] == [
+        "stated 4 GPU(s); logs say world_size 8"]
+    both = identity.provenance([h100, gh], h100.trials + gh.trials, "8xH100")
+    assert both["flags"] == [
+        "stated hardware H100; logs say NVIDIA GH200 480GB",
+        "world sizes differ: 8 (1 logs), 1 (1 logs)",
+        f"2 different scripts (sha256 {script_sha256(SCRIPT)[:8]}, {script_sha256(SCRIPT + '# v2' + chr(10))[:8]})"]
+    assert identity.provenance([h100, gh], h100.trials + gh.trials)["flags"][0] == "2 devices in the logs"
+    bare = parse_text("step:0/3250 val_loss:10.8\nstep:3250/3250 val_loss:3.27\n", "bare.txt")
+    assert identity.provenance([bare], bare.trials, "one H200")["flags"] == [
+        "stated hardware H200; the logs name no device", "1 of 1 run(s) without an embedded script"]
+    assert identity.provenance_cell(identity.provenance([bare], bare.trials)) == "? x?, torch ?, script ?"
+    dense = parse_text(log_text([curve(3.277)]).replace(
+        "step:3225/3250", "step:3220/3250 val_loss:3.28000\nstep:3225/3250"), "dense.txt")
+    flags = identity.provenance([h100, dense], h100.trials + dense.trials)["flags"]
+    assert flags == ["val steps differ between runs: 1 run(s) share 38 val steps, dense.txt#1 has others"]
+    short = _trial([3.3], train_steps=3250, steps=[1000])  # stops early: compared up to its last val step only
+    assert identity.provenance([h100], [h100.trials[0], short])["flags"] == [
+        "1 of 2 run(s) end before train_steps 3250 (last val step 1000)"]
+    assert identity.val_cadence([h100.trials[0], short])[0][0] == tuple(range(0, 1001, 125))
+
+
+def test_stated_hardware():
+    assert identity.stated_hardware("hardware = 8xH200; 16 runs") == (["H200"], [8])
+    assert identity.stated_hardware("19 seeds on one GH200") == (["GH200"], [1])
+    assert identity.stated_hardware("9 runs on 8×H20, then 2 x NVIDIA A40") == (["H20", "A40"], [8, 2])
+    assert identity.stated_hardware("a 16-GPU wrapper; H200_seed0.txt") == ([], [16])
+    assert identity.gpu_models("NVIDIA A800-SXM4-80GB and NVIDIA GH200 480GB, L20X") == ["A800", "GH200", "L20X"]
+
+
+def test_logs_read_torch_device_and_sha(tmp_path):
+    log = parse_text(log_text([curve(3.277)]), "x.txt")
+    assert (log.torch, log.device, log.world_size) == ("2.11.0+cu130", "NVIDIA H100 80GB HBM3", 8)
+    assert log.script_sha256 == script_sha256(SCRIPT) == __import__("hashlib").sha256(SCRIPT.encode()).hexdigest()
+    assert log.trials[0].script_sha256 == log.script_sha256
+    public = parse_text(log_text([curve(3.277)], header="Running PyTorch 2.11.0+cu128 compiled for CUDA 12.8 on "
+                                                        "NVIDIA H100 NVL with world_size 1"), "p.txt")
+    assert (public.torch, public.device, public.world_size) == ("2.11.0+cu128", "NVIDIA H100 NVL", 1)
+    assert script_sha256("") is None and script_sha256("\n\n") is None
+    assert script_sha256("a\n\n\n") == script_sha256("a") == __import__("hashlib").sha256(b"a\n").hexdigest()
+    src = write(tmp_path / "run.txt", log_text([curve(3.277)]))  # the extract keeps the sha256 of the script
+    assert public_claims.main(["--extract", src, "-o", str(tmp_path / "out")]) == 0
+    ex = parse_file(str(tmp_path / "out" / "run.txt"))
+    assert not ex.script and ex.script_sha256 == script_sha256(SCRIPT) and ex.torch == "2.11.0+cu130"
+    assert ex.header.splitlines() == [HEADER, f"script_sha256={script_sha256(SCRIPT)} (the script above this "
+                                              "header in the original log, left out here)"]
+    again = public_claims.extract(str(tmp_path / "out" / "run.txt"))  # an extract of an extract: one sha line
+    assert again == (tmp_path / "out" / "run.txt").read_text()

@@ -244,6 +244,11 @@ def provenance(logs, trials, stated=None):
                      f"{_names(odd)} {'has' if len(odd) == 1 else 'have'} others")
     if len(shas) > 1:
         flags.append(f"{len(shas)} different scripts (sha256 {', '.join(s[:8] for s in shas)})")
+    early = [t for t in trials if t.ends_early]
+    if early:
+        last = sorted({t.final_step for t in early})
+        flags.append(f"{len(early)} of {len(trials)} run(s) end before train_steps {early[0].train_steps} (last val "
+                     f"step {', '.join(map(str, last[:4]))}{' ...' if len(last) > 4 else ''})")
     no_script = sum(1 for t in trials if t.script_sha256 is None)
     if no_script and trials:
         flags.append(f"{no_script} of {len(trials)} run(s) without an embedded script")

@@ -283,11 +283,13 @@ def grid_near(analysis, step):
 
 def verdict(trials, steps, n_claimed, metric, bar=PUBLIC_BAR):
     """Our verdict on a claim from the runs of its logs: {"verdict": PASS | FAIL | UNVERIFIABLE, "reason", "runs",
-    "mean", "raw_mean", "margin", "over_bar", "passes_workspace_bar", "earliest", "grid"}. UNVERIFIABLE: no
+    "mean", "raw_mean", "margin", "over_bar", "passes_workspace_bar", "earliest", "grid", "warnings"}
+    (warnings: tools.stats' on pooling these runs). UNVERIFIABLE: no
     claimed step, no runs, fewer runs than claimed, or runs that cannot be pooled. FAIL: the step is not a val
     step of every run, or its mean does not pass `bar`. Every run counts (more runs than claimed: all of them)."""
     out = {"verdict": "UNVERIFIABLE", "reason": "", "runs": len(trials), "mean": None, "raw_mean": None,
-           "margin": None, "over_bar": None, "passes_workspace_bar": None, "earliest": None, "grid": None}
+           "margin": None, "over_bar": None, "passes_workspace_bar": None, "earliest": None, "grid": None,
+           "warnings": []}
     if steps is None:
         out["reason"] = "no claimed step found (table row, folder name or README)"
         return out
@@ -295,6 +297,7 @@ def verdict(trials, steps, n_claimed, metric, bar=PUBLIC_BAR):
         out["reason"] = "no log in the PR"
         return out
     try:
+        out["warnings"] = check_pool(trials, metric=metric)
         a = analyze(trials, bar, metric)
     except PoolError as e:
         out["reason"] = f"cannot score: {e}"
@@ -380,6 +383,8 @@ def check_pr(gitdir, number, head, base, tmp):
         entry.update(metric=metric, metric_from=why, logs=len(runs.logs) if runs else 0)
         entry.update(verdict(trials, claim["steps"], claim["n"], metric))
         entry["reason"] = _short(entry["reason"], target)
+        entry["notes"] += [w for w in entry.pop("warnings") if "different scripts" not in w and
+                           not w.startswith("  ") and "stops early" not in w]  # those are provenance flags
         entry["provenance"] = identity.provenance(runs.logs if runs else [], trials, readme)
         out.append(entry)
     return out
