@@ -393,7 +393,8 @@ def test_provenance_flags():
         "step:3225/3250", "step:3220/3250 val_loss:3.28000\nstep:3225/3250"), "dense.txt")
     flags = identity.provenance([h100, dense], h100.trials + dense.trials)["flags"]
     assert flags == ["val steps differ between runs: 1 run(s) share 38 val steps, dense.txt#1 has others"]
-    short = _trial([3.3], train_steps=3250, steps=[1000])  # stops early: compared up to its last val step only
+    short = _trial([3.3] * 9, train_steps=3250, steps=list(range(0, 1001, 125)), sha=script_sha256(SCRIPT))
+    # it stops early: the val steps are compared up to its last one only
     assert identity.provenance([h100], [h100.trials[0], short])["flags"] == [
         "1 of 2 run(s) end before train_steps 3250 (last val step 1000)"]
     assert identity.val_cadence([h100.trials[0], short])[0][0] == tuple(range(0, 1001, 125))
