@@ -228,7 +228,7 @@ def provenance(logs, trials, stated=None):
         other = [d for d in devices if not set(gpu_models(d)) & set(models)]
         if other:
             flags.append(f"stated hardware {'/'.join(models)}; logs say {', '.join(other)}")
-    elif not devices:
+    elif not devices and logs:
         flags.append(f"{'stated hardware ' + '/'.join(models) + '; ' if models else ''}the logs name no device")
     if counts and worlds and not set(worlds) & set(counts):
         flags.append(f"stated {'/'.join(map(str, counts))} GPU(s); logs say world_size "

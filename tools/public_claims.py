@@ -50,8 +50,10 @@ def _git(gitdir, *args, timeout=300):
         return subprocess.run(["git", "--git-dir", gitdir, *args], capture_output=True, check=True,
                               timeout=timeout).stdout
     except subprocess.CalledProcessError as e:
-        why = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {e.returncode}"]
-        raise SourceError(f"{gitdir}: git {args[0]} failed: {why[0]}") from None
+        why = (e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {e.returncode}"])[0]
+        if "not a git repository" in why:
+            raise SourceError(f"{gitdir}: not a readable git directory ({why})") from None
+        raise SourceError(f"{gitdir}: git {args[0]} failed: {why}") from None
     except (OSError, subprocess.SubprocessError) as e:
         raise SourceError(f"{gitdir}: not a readable git directory ({e})") from None
 
