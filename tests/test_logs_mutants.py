@@ -389,7 +389,8 @@ def test_public_claims_text(tmp_path, capsys):
                          "folder)",
                          " row  step           table metric          n     mean   margin  verdict"]
     assert lines[2] == "   2  3250    3.2775 (n=4) val_loss        4   3.2775  0.00500  PASS   [results/20260501_x]"
-    assert lines[3] == "          - skipped results/20260501_x/notes.txt: not a training log: no val line `step:S/N val_loss:L`"
+    assert lines[3] == f"          logs: NVIDIA H100 80GB HBM3 x8, torch 2.11.0+cu130, script {logs.script_sha256(SCRIPT)[:8]}"
+    assert lines[4] == "          - skipped results/20260501_x/notes.txt: not a training log: no val line `step:S/N val_loss:L`"
     row3 = next(l for l in lines if l.startswith("   3 "))
     assert row3 == ("   3  3225    3.2775 (n=4) val_loss        4   3.2795  0.00100  FAIL: margin 0.00100 < 0.004   "
                     "[results/20260501_x]")

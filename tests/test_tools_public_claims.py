@@ -64,6 +64,9 @@ def test_rows_of_a_folder(tmp_path):
     assert r2["pass"] and r2["n"] == 4 and r2["mean"] == pytest.approx(3.2775) and r2["read"] == "results/20260501_x"
     assert any("a.txt#1 and seed0.stdout#1 hold the same run" in n for n in r2["notes"])
     assert any("notes.txt: not a training log" in n for n in r2["notes"])
+    # provenance of the runs read (the capture seed0.stdout has no header; its run is counted once, as a.txt#1)
+    assert r2["provenance"]["devices"] == {"NVIDIA H100 80GB HBM3": 2} and r2["raw_mean"] is None
+    assert r2["provenance"]["flags"] == []
     r3 = public_claims.check_row(str(track), rows[3])  # at 3225 the mean is 3.2775 + 0.002: margin 0.001, fails
     assert not r3["pass"] and r3["mean"] == pytest.approx(3.2795) and r3["reason"] == "margin 0.00100 < 0.004"
     r4 = public_claims.check_row(str(track), rows[4])  # the folder also holds a 3500-step experiment

@@ -243,7 +243,8 @@ def provenance(logs, trials, stated=None):
         flags.append(f"val steps differ between runs: {len(runs)} run(s) share {len(main)} val steps, "
                      f"{_names(odd)} {'has' if len(odd) == 1 else 'have'} others")
     if len(shas) > 1:
-        flags.append(f"{len(shas)} different scripts (sha256 {', '.join(s[:8] for s in shas)})")
+        shown = [s[:8] for s in shas][:4]
+        flags.append(f"{len(shas)} different scripts (sha256 {', '.join(shown)}{' ...' if len(shas) > 4 else ''})")
     early = [t for t in trials if t.ends_early]
     if early:
         last = sorted({t.final_step for t in early})
@@ -261,7 +262,7 @@ def provenance_cell(p, sha_digits=8):
     def one(tally, show=str):
         if not tally:
             return "?"
-        return "/".join(show(k) for k in tally)
+        return "/".join(show(k) for k in list(tally)[:3]) + (f" +{len(tally) - 3}" if len(tally) > 3 else "")
     dev = one(p["devices"])
     ws = one(p["world_sizes"])
     return (f"{dev} x{ws}, torch {one(p['torch'])}, script "

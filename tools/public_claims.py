@@ -130,7 +130,7 @@ def check_row(track, row):
     metric = METRICS.get(row["row"], "val_loss")
     out = {"row": row["row"], "declared": row["steps"], "evidence": f"{row['mean']:.4f} (n={row['n']})",
            "metric": metric, "read": os.path.relpath(target, track), "pass": False, "n": None, "mean": None,
-           "margin": None, "notes": []}  # "reason" is set on every path below
+           "margin": None, "raw_mean": None, "notes": [], "provenance": None}  # "reason" is set on every path below
     try:
         runs = read_runs([target])
         out["notes"] = runs.skipped + runs.notes
@@ -138,6 +138,13 @@ def check_row(track, row):
         if len({t.train_steps for t in trials}) > 1:  # a folder of several experiments: the one the row links
             trials, note = select_train_steps(trials, parse_file(log).trials[0].train_steps)
             out["notes"].append(f"the folder holds runs of several train_steps; read those of the linked log ({note})")
+        readme = os.path.join(folder, "README.md") if not shared else None
+        stated = ""
+        if readme and os.path.isfile(readme):
+            with open(readme, encoding="utf-8", errors="replace") as f:
+                stated = f.read()
+        used = {t.source for t in trials}
+        out["provenance"] = identity.provenance([x for x in runs.logs if x.path in used], trials, stated)
         warnings = check_pool(trials, metric=metric)
         out["notes"] += warnings
         a = analyze(trials, PUBLIC_BAR, metric)
@@ -150,6 +157,9 @@ def check_row(track, row):
         out["reason"] = f"step {row['steps']} is not a val step of every run"
         return out
     out.update(mean=at.mean, margin=at.margin, **{"pass": at.passed})
+    if metric != DEFAULT_METRIC:
+        raw = at_step(analyze(trials, PUBLIC_BAR), row["steps"])
+        out["raw_mean"] = raw.mean if raw is not None else None
     out["reason"] = "" if at.passed else f"margin {fmt(at.margin)} < {PUBLIC_BAR}"
     if a["n"] != row["n"] or abs(at.mean - row["mean"]) > 5e-5:
         out["notes"].append(f"the table says {out['evidence']}; the folder gives {fmt(at.mean, 4)} (n={a['n']})")
@@ -385,8 +395,7 @@ def check_pr(gitdir, number, head, base, tmp):
         entry.update(metric=metric, metric_from=why, logs=len(runs.logs) if runs else 0)
         entry.update(verdict(trials, claim["steps"], claim["n"], metric))
         entry["reason"] = _short(entry["reason"], target)
-        entry["notes"] += [w for w in entry.pop("warnings") if "different scripts" not in w and
-                           not w.startswith("  ") and "stops early" not in w]  # those are provenance flags
+        entry["notes"] += [w for w in entry.pop("warnings") if "stops early" not in w]  # that one is a flag
         entry["provenance"] = identity.provenance(runs.logs if runs else [], trials, readme)
         out.append(entry)
     return out
@@ -515,6 +524,12 @@ def main(argv=None):
               f"{fmt(r['mean'], 4) if r['mean'] is not None else '-':>8} "
               f"{fmt(r['margin'], 5) if r['margin'] is not None else '-':>8}  {'PASS' if r['pass'] else 'FAIL'}"
               f"{': ' + r['reason'] if r['reason'] else ''}   [{r['read']}]")
+        p = r["provenance"]
+        if p is not None:
+            raw = f"; val_loss {fmt(r['raw_mean'], 4)} at the same step" if r["raw_mean"] is not None else ""
+            print(f"{'':>10}logs: {identity.provenance_cell(p)}{raw}")
+            for flag in p["flags"]:
+                print(f"{'':>10}FLAG {flag}")
         for note in r["notes"]:
             print(f"{'':>10}{'  ' if note.startswith('  ') else '- '}{note.strip()}")
     print(f"summary: {passed} of {len(results)} rows pass at their declared step")
