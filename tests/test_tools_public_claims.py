@@ -234,8 +234,8 @@ def test_prs_on_both_ref_layouts(tmp_path, capsys):
     assert t["mean"] == pytest.approx(3.2770) and t["raw_mean"] == pytest.approx(3.2791)
     assert public_claims.main([str(mirror), "--prs", "--pr", "401,406"]) == 0
     text = capsys.readouterr().out
-    assert " 401  3250     4/4 val_loss        3.2775             0.00500   0.00100    25  PASS" in text
-    assert " 406  3000     2/2 val_ema_loss    3.2770   (3.2791)  0.00424   0.00024    25  PASS" in text
+    assert " 401  3250     4/4 val_loss        3.2775             0.00500   0.00100   yes    25  PASS" in text
+    assert " 406  3000     2/2 val_ema_loss    3.2770   (3.2791)  0.00424   0.00024    no    25  PASS" in text
     assert "logs: NVIDIA GH200 480GB x1, torch 2.11.0+cu130, script " + script_sha256(SCRIPT)[:8] in text
     assert "summary: 2 claims: 2 pass, 0 fail, 0 unverifiable" in text
     assert public_claims.main([str(mirror), "--prs", "--from", "403"]) == 1

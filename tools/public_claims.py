@@ -1,6 +1,7 @@
 """Check the public track-3 claims with our log reading, as a user would: one row's folder at a time.
 
     python -m tools.public_claims SOURCE [--rows 44,46] [--all] [--json]
+    python -m tools.public_claims SOURCE --prs [--from 330] [--pr 339,341] [--base REF] [--json]
     python -m tools.public_claims --extract LOG... -o DIR
 
 SOURCE is the public modded-nanogpt repository: a git directory (a bare mirror is fine; the files of
@@ -11,13 +12,28 @@ records/track_3_optimization/README.md is read; for every significant row (marke
 logs, duplicates counted once, files that are not logs skipped) and the row's declared step is tested
 at the public bar 0.004 on the row's metric (val_loss, or the column the record was accepted on).
 A row whose log lies directly in results/ (a folder shared by many rows) is read from that file alone.
-Prints PASS/FAIL per row with the reason, and a summary. A development tool: it is not run in CI.
+Prints PASS/FAIL per row with the reason, what the logs say (device x world size, PyTorch, script
+sha256; see tools.identity.provenance) with flags, and a summary. A development tool: not run in CI.
+
+--prs reads the open pull requests instead: the heads refs/pull/N/head (a mirror) or refs/remotes/pr/N
+(a clone after `git fetch origin 'refs/pull/*/head:refs/remotes/pr/*'`) numbered from --from on
+(default 330), less those already merged into --base (default HEAD). A PR that adds or changes no
+file under records/track_3_optimization/results/ is left out. For each results folder it adds: the
+claim (steps and n from the table row it adds to the README, else the folder's name ..._2645 and its
+README), the declared column (one the README names, such as val_ema; else the one whose mean at the
+claimed step is a number the README states; else val_loss), and the verdict from its own logs at the
+public bar 0.004: PASS, FAIL (the mean does not pass, or the step is not a val step of every run), or
+UNVERIFIABLE (no step found, no logs, fewer runs in the logs than claimed, runs that cannot be pooled);
+with the margin over the bar, the workspace bar 0.005's verdict, the raw val_loss beside a readout,
+and the val steps next to the claimed one. Every run in the folder counts; a run continued in another
+file (its first val step is the step where an early-ending run of the same script has the same value)
+is joined to it.
 
 --extract writes, for each LOG, the part of it that is not the script (a line of 100 '=', the header,
 another line of 100 '=', the val lines) to DIR under the same name: public evidence without the
-public code.
+public code. The header gets a line `script_sha256=<hex>`: the sha256 of the script left out.
 
-Exit status: 0 every checked row passes, 1 a row fails, 2 bad input.
+Exit status: 0 every checked row (PR claim) passes, 1 one does not, 2 bad input.
 """
 import argparse
 import os
@@ -427,14 +443,15 @@ def print_prs(base, claims):
     print(f"open track-3 pull requests (heads not in {base[:10]}), each claim recomputed from its own logs at the "
           f"claimed step, bar {PUBLIC_BAR} (public); n = claimed/runs in the logs")
     print(f"{'PR':>4} {'steps':>5} {'n':>7} {'column':<13} {'mean':>8} {'(val_loss)':>10} {'margin':>8} "
-          f"{'over bar':>9} {'grid':>5}  verdict")
+          f"{'over bar':>9} {'@.005':>5} {'grid':>5}  verdict")
     for e in claims:
         raw = f"({fmt(e['raw_mean'], 4)})" if e["metric"] != DEFAULT_METRIC and e["raw_mean"] is not None else ""
         grid = e["grid"]["spacing"] if e["grid"] and e["grid"]["spacing"] else "-"
         print(f"{e['pr']:>4} {e['steps'] or '-':>5} {_n_cell(e):>7} {e['metric']:<13} "
               f"{fmt(e['mean'], 4) if e['mean'] is not None else '-':>8} {raw:>10} "
               f"{fmt(e['margin'], 5) if e['margin'] is not None else '-':>8} "
-              f"{fmt(e['over_bar'], 5) if e['over_bar'] is not None else '-':>9} {grid:>5}  {e['verdict']}"
+              f"{fmt(e['over_bar'], 5) if e['over_bar'] is not None else '-':>9} "
+              f"{ {True: 'yes', False: 'no', None: '-'}[e['passes_workspace_bar']]:>5} {grid:>5}  {e['verdict']}"
               f"{': ' + e['reason'] if e['reason'] else ''}   [{e['folder']}]")
         p = e["provenance"]
         print(f"{'':>10}logs: {identity.provenance_cell(p)}; steps from the {e['steps_from'] or '-'}, n from the "
