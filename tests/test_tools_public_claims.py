@@ -429,3 +429,74 @@ def test_logs_read_torch_device_and_sha(tmp_path):
                                               "header in the original log, left out here)"]
     again = public_claims.extract(str(tmp_path / "out" / "run.txt"))  # an extract of an extract: one sha line
     assert again == (tmp_path / "out" / "run.txt").read_text()
+
+
+def test_verdict_outputs_in_full():
+    """Every key of the result, on the early returns and with tools.stats' pooling warnings (mutation tests)."""
+    empty = {"verdict": "UNVERIFIABLE", "reason": "no log in the PR", "runs": 0, "mean": None, "raw_mean": None,
+             "margin": None, "over_bar": None, "passes_workspace_bar": None, "earliest": None, "grid": None,
+             "warnings": []}
+    assert public_claims.verdict([], 3000, 4, "val_loss") == empty
+    runs = [_trial([3.2850, 3.2750], extra={"val_ema_loss": -0.001}, index=i) for i in range(4)]
+    runs[0].points[0].extra["val_ema_loss"] = float("nan")  # a readout that is not finite at step 2975
+    v = public_claims.verdict(runs, 3000, 4, "val_ema_loss")
+    assert v["warnings"] == ["r.txt#0: val_ema_loss nan at step 2975; it still counts as a run (leaving it out "
+                             "would be cherry-picking)"]  # the warning on the scored column (metric passed on)
+    assert v["mean"] == pytest.approx(3.274) and v["raw_mean"] == pytest.approx(3.275)
+    cut = _trial([3.2850, 3.2770], index=7, steps=[2950, 2975])  # ends at 2975 of 3000
+    full = _trial([3.2850, 3.2750, 3.2700], index=6, steps=[2950, 2975, 3000])
+    w = public_claims.verdict([full, cut], 2975, 2, "val_loss")  # mean 3.276 over the 2: margin 0.00566
+    assert w["warnings"] == ["r.txt#7: stops early at step 2975 of 3000 (no val line after it in its log); it still "
+                             "counts as a run (leaving it out would be cherry-picking)"]
+    assert (w["verdict"], w["mean"], w["grid"]) == ("PASS", pytest.approx(3.276), {"before": 2950, "after": None,
+                                                                                  "spacing": 25})
+
+
+def test_declared_metric_edges():
+    def runs_with(offsets, partial=None):
+        out = []
+        for i in range(2):
+            t = _trial([3.2850, 3.2820], extra=offsets, index=i)
+            if partial and i == 0:
+                for p in t.points:
+                    p.extra.pop(partial)
+            out.append(t)
+        return out
+    # a number the public logs print as a column (ema_beta:0.9) is no readout, even when the README names it
+    beta = runs_with({"ema_beta": 0.0})
+    assert public_claims.declared_metric("ema_beta 0.9, ema_beta stays", beta, 3000)[0] == "val_loss"
+    assert public_claims.declared_metric("mean 3.2820 with ema_beta", beta, 3000)[0] == "val_loss"
+    ema = runs_with({"val_ema_loss": -0.00496})  # val_ema mean 3.27704
+    assert public_claims.declared_metric("val_emas are not val_ema's stem", ema, 3000)[0] == "val_ema_loss"
+    assert public_claims.declared_metric("the val_emax readout", ema, 3000)[0] == "val_loss"
+    # 4 decimals: within half a unit (5e-5) of the mean: 3.2770 is 3.27704 rounded
+    assert public_claims.declared_metric("mean 3.2770", ema, 3000) == \
+        ("val_ema_loss", "the stated mean 3.2770 is the val_ema_loss mean at step 3000")
+    assert public_claims.declared_metric("mean 3.2771", ema, 3000)[0] == "val_loss"  # 6e-5 off
+    half = runs_with({"val_ema_loss": -0.00495})  # mean 3.27705: exactly half a unit from 3.2771 (and 3.2770)
+    assert public_claims.declared_metric("mean 3.2771", half, 3000)[0] == "val_ema_loss"
+    far = runs_with({"val_ema_loss": -0.00490})  # mean 3.2771
+    assert public_claims.declared_metric("mean 3.2772", far, 3000)[0] == "val_loss"  # a unit off
+    assert public_claims.declared_metric("mean 3.27715", far, 3000)[0] == "val_loss"  # 5 decimals: 5e-5 off
+    # a readout only some runs log is passed over, and the next column is still tried
+    two = runs_with({"val_a_loss": 0.0, "val_b_loss": -0.00496}, partial="val_a_loss")
+    assert public_claims.declared_metric("mean 3.2770", two, 3000) == \
+        ("val_b_loss", "the stated mean 3.2770 is the val_b_loss mean at step 3000")
+    assert public_claims.declared_metric("mean 3.2820", two, None)[0] == "val_loss"  # no step: nothing to match
+
+
+def test_join_resumed_chains_and_leaves_whole_runs():
+    full = _trial([10.8, 3.5, 3.27], train_steps=3250, name="full.txt", steps=[0, 475, 3250])
+    cut = _trial([10.8, 3.5], train_steps=3250, name="cut.txt", steps=[0, 475])  # ends early; also from step 0
+    # a run from step 0 never continues another, even one with the same values there
+    assert public_claims.join_resumed([full, cut]) == ([full, cut], [])
+    d = _trial([3.9, 3.8], train_steps=3250, name="d.txt", steps=[400, 425])
+    a = _trial([3.8, 3.7], train_steps=3250, name="a.txt", steps=[425, 450])
+    c = _trial([3.7, 3.27], train_steps=3250, name="c.txt", steps=[450, 3250])
+    runs, notes = public_claims.join_resumed([full, d, c, a])  # the step-0 run first: it is passed over
+    assert runs == [full, c] and [p.step for p in c.points] == [400, 425, 450, 3250]
+    assert [p.val_loss for p in c.points] == [3.9, 3.8, 3.7, 3.27]
+    assert notes == ["c.txt#1 goes on from a.txt#1 at step 450 (the same val loss there): one run resumed in another "
+                     "file, joined (a.txt#1's val lines before step 450)",
+                     "c.txt#1 goes on from d.txt#1 at step 425 (the same val loss there): one run resumed in another "
+                     "file, joined (d.txt#1's val lines before step 425)"]

@@ -281,17 +281,17 @@ def declared_metric(readme, trials, steps, stated_mean=None):
     """(column, why): the column the claim is made on. A column of the logs other than val_loss that the README
     names (val_ema_loss, or its stem val_ema); else the column whose mean at the claimed step is a number the
     README (or its table row) states; else val_loss."""
-    columns = []
+    columns = []  # the loss columns (val_loss first): not the numbers some public logs print (ema_beta:0.9)
     for t in trials:
-        columns += [c for c in t.columns() if c not in columns]
+        columns += [c for c in t.columns() if c not in columns and c.endswith("_loss")]
     for c in columns[1:]:
-        stem = c[:-len("_loss")] if c.endswith("_loss") else c
+        stem = c[:-len("_loss")]
         if re.search(r"(?<![\w])" + re.escape(stem) + r"(?![a-zA-Z])", readme):
             return c, f"the README names {stem}"
     numbers = [x for x in DECIMAL_RE.findall(readme)] + ([f"{stated_mean:.4f}"] if stated_mean is not None else [])
     for c in columns:
-        values = [t.losses(c).get(steps) for t in trials]
-        if steps is None or not values or None in values:
+        values = [t.losses(c).get(steps) for t in trials]  # (steps None: no value)
+        if None in values:
             continue
         mean = sum(values) / len(values)
         for x in numbers:
@@ -332,11 +332,11 @@ def verdict(trials, steps, n_claimed, metric, bar=PUBLIC_BAR):
         return out
     at = at_step(a, steps)
     out["grid"], out["earliest"] = grid_near(a, steps), a["claim"].step if a["claim"] else None
-    if at is not None:
+    if at is not None:  # every val line has val_loss: the raw mean is there wherever the readout is
         raw = at_step(analyze(trials, bar), steps) if metric != DEFAULT_METRIC else at
         out.update(mean=at.mean, margin=at.margin, over_bar=at.margin - bar,
                    passes_workspace_bar=at_step(analyze(trials, WORKSPACE_BAR, metric), steps).passed,
-                   raw_mean=raw.mean if raw is not None else None)
+                   raw_mean=raw.mean)
     if n_claimed is not None and len(trials) < n_claimed:
         out["reason"] = f"{len(trials)} run(s) in the logs for the {n_claimed} claimed"
         return out
@@ -351,22 +351,27 @@ def verdict(trials, steps, n_claimed, metric, bar=PUBLIC_BAR):
 
 def join_resumed(trials):
     """(runs, notes): a run continued in another file joined to the run it continues. A run whose first val step
-    S is not 0 continues the run that stops early after S, has the same train_steps and script, and the same
-    val loss at S: one run, the first one's val lines before S, then the other's."""
+    S is not 0 continues a run that ends early, has the same train_steps and script, and the same val loss at S:
+    one run, the first one's val lines before S, then the other's (a chain of such files becomes one run)."""
     out, notes = list(trials), []
-    for b in trials:
-        if not b.points or b.points[0].step == 0 or b not in out:
-            continue
-        s0 = b.points[0]
-        for a in out:
-            at = next((p for p in a.points if p.step == s0.step), None)
-            if (a is not b and a.ends_early and a.train_steps == b.train_steps and at is not None
-                    and at.val_loss == s0.val_loss and a.script_sha256 == b.script_sha256):
-                b.points = [p for p in a.points if p.step < s0.step] + b.points
-                out.remove(a)
-                notes.append(f"{b.name} goes on from {a.name} at step {s0.step} (the same val loss there): one run "
-                             f"resumed in another file, joined ({a.name}'s val lines before step {s0.step})")
-                break
+    joined = True
+    while joined:
+        joined = False
+        for b in out:
+            if not b.points or b.points[0].step == 0:
+                continue
+            s0 = b.points[0]
+            a = next((a for a in out if a is not b and a.ends_early and a.train_steps == b.train_steps
+                      and a.script_sha256 == b.script_sha256
+                      and any(p.step == s0.step and p.val_loss == s0.val_loss for p in a.points)), None)
+            if a is None:
+                continue
+            b.points = [p for p in a.points if p.step < s0.step] + b.points
+            out.remove(a)
+            notes.append(f"{b.name} goes on from {a.name} at step {s0.step} (the same val loss there): one run "
+                         f"resumed in another file, joined ({a.name}'s val lines before step {s0.step})")
+            joined = True
+            break
     return out, notes
 
 
