@@ -1,4 +1,20 @@
-"""tools.public_claims: the README table, one row's folder read as a user would, the script-free extracts."""
+"""tools.public_claims: the README table, one row's folder read as a user would, the script-free extracts, and
+--prs: the open pull requests of a synthetic public repo (both ref layouts), each claim's verdict and provenance.
+
+Mutation testing of the judging code of --prs (mutmut 3.8.1, 2026-12-06, only this file's tests; the setup of
+docs/tools.md "Mutation testing" with tools/public_claims.py under only_mutate, run as
+`timeout 900 mutmut run --max-children 1 "tools.public_claims.x_verdict*" "tools.public_claims.x_grid_near*"
+"tools.public_claims.x_claim_of*" "tools.public_claims.x_declared_metric*" "tools.public_claims.x_join_resumed*"
+"tools.public_claims.x__number*"`): 351 mutants; before the tests from test_verdict_outputs_in_full on, 320 of
+353 were killed. Now 346 are killed, 1 times out (x_join_resumed__mutmut_6: `joined = True` at the top of the
+loop never ends it, which the timeout catches) and these survive, changing nothing a user can observe:
+- x_verdict__mutmut_81: the raw val_loss is recomputed also when the column is val_loss: the same runs, the same
+  step, the same mean. _89: that analysis under the default bar instead of `bar`: a mean does not depend on the
+  bar.
+- x_declared_metric__mutmut_40: `<` for `<=` in the rounding tolerance (half a unit of the stated number's last
+  decimal, plus 1e-9): they differ only for a mean exactly at that float distance from the number.
+- x_join_resumed__mutmut_5: `joined = None` for `joined = False`: both end the `while joined` loop.
+"""
 import json
 import types
 import os
@@ -457,7 +473,7 @@ def test_declared_metric_edges():
         out = []
         for i in range(2):
             t = _trial([3.2850, 3.2820], extra=offsets, index=i)
-            if partial and i == 0:
+            if partial and i == 1:  # the first run logs it: the column comes before val_b_loss
                 for p in t.points:
                     p.extra.pop(partial)
             out.append(t)
