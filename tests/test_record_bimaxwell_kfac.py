@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import ckpt_instruments as ci
 import record341_reference as ref
 import record_instruments as ri
-from tools import tiny
+from tools import compile_check, tiny
 from tools_logtext import ROOT
 
 RECORD = os.path.join(ROOT, "records", "20260716_bimaxwell_kfac", "train_gpt_simple.py")
@@ -415,3 +415,24 @@ def test_resume_ends_exactly_like_the_uninterrupted_run(runs, world_size):
     assert all(ema == val for s, val, ema in lines if int(s) <= 10)  # before the tail EMA: the readout is val_loss
     assert all(ema != val for s, val, ema in lines if int(s) >= 15)
     assert [m.groups() for m in map(VAL_RE.match, log.splitlines()) if m] == lines  # val_ema_loss included
+
+
+@pytest.mark.skipif(compile_check.cpp_compiler_problem() is not None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_the_compiled_model_collects_the_head_inputs(monkeypatch):
+    """On CUDA the model is compiled (one static graph): the head's forward hook is in that graph and adds what it adds
+    in eager mode (every 16th of the 128 input rows: 8), at every call."""
+    monkeypatch.setattr(rec, "compile_on_cpu", True)
+    torch.manual_seed(0)
+    model = rec.GPT(64, 2, 16)
+    rec.init_params(model)
+    rec.make_optimizers(model)
+    compiled_model = rec.compiled(model, torch.device("cpu"))
+    inputs, targets = torch.randint(0, 64, (4, 32)), torch.randint(0, 64, (4, 32))
+    sums = []
+    for forward in (model, compiled_model, compiled_model):
+        rec.before_forward(0, model, [], {})  # zeroes the sums (step 0: no lookahead)
+        forward(inputs, targets).backward()
+        sums.append((model.proj.kfac_inputs.clone(), model.proj.kfac_rows.item()))
+    assert [rows for _, rows in sums] == [8.0, 8.0, 8.0] and sums[0][0].abs().max() > 1
+    # compiled vs eager: the same products, which inductor may sum in another order (equal here, not promised)
+    assert torch.equal(sums[1][0], sums[2][0]) and torch.allclose(sums[0][0], sums[1][0], rtol=1e-5, atol=1e-6)
