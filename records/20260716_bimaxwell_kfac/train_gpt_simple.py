@@ -178,8 +178,8 @@ class GPT(nn.Module):
 # written from its script. Record #46's method (Muon on the hidden matrices with SOAP preconditioning, the attn.proj
 # trust gate, Newton-Schulz after a Gram-norm division, the radial brake, RowFloor, the radius pin, post-pin cautious
 # weight decay; a bias-correction-free Adam for the gains and biases) plus two pieces: Bi-Maxwell momentum (two
-# momenta of fixed betas, mixed, from step 1000) and OutputKFAC (the head's gradient preconditioned by the damped
-# inverse square root of its input covariance). The constants are the public script's.
+# momenta of fixed betas, mixed, from step 1000) and an output K-FAC (the head's gradient preconditioned by the damped
+# inverse square root of its input covariance, in the head's AdamW). The constants are the public script's.
 #
 # The machinery below (compiled, assign_ranks, MatrixOptimizer: which rank updates which matrix, the buffers,
 # the collectives, the sharded state) is the harness's, verbatim. Muon is a MatrixOptimizer whose update() holds
@@ -193,7 +193,7 @@ row_floor, row_floor_power = 0.3825, 1.0  # RowFloor: every row of the update at
 cautious_wd = 0.025  # decay of the coordinates the step already shrinks, after the radius pin
 bimaxwell_fast, bimaxwell_slow, bimaxwell_weight = 0.85, 0.98, 0.4385  # Muon's two momenta from bimaxwell_start
 bimaxwell_start = 1000
-# OutputKFAC: the covariance of every 16th input row of the head, collected over steps [1400, 2640), used from 1500
+# output K-FAC: the covariance of every 16th input row of the head, collected over steps [1400, 2640), used from 1500
 kfac_subsample, kfac_collect_start, kfac_apply_start, kfac_end = 16, 1400, 1500, 2640
 kfac_fast, kfac_slow, kfac_fast_weight, kfac_refresh = 0.8, 0.98, 8.0 / 9.0, 8  # covariance EMAs; P every 8 steps
 kfac_ramp_end, kfac_strength, kfac_damping = 1750, (0.25, 0.75), (0.15, 0.05)  # ramped linearly over 1500..1750
@@ -452,7 +452,7 @@ class Muon(MatrixOptimizer):
 def head_inputs_hook(head, args, output):
     """Forward hook of the head: adds x xᵀ of every 16th input row x (float32) to head.kfac_inputs, and their count
     to head.kfac_rows, at every forward (before_forward zeroes them, so a step's gradient sees its forward's)."""
-    x = args[0].detach().flatten(0, -2)[::kfac_subsample].float()
+    x = args[0].detach().flatten(0, -2)[::kfac_subsample].to(head.kfac_inputs.dtype)  # float32 (the buffer's)
     head.kfac_inputs.addmm_(x.mT, x)
     head.kfac_rows.add_(x.size(0))
 
@@ -473,43 +473,52 @@ def kfac_mix(G, P, strength):
     return mixed.mul_(norm / mixed.norm().clamp_min(1e-12)).to(G.dtype)
 
 
-class OutputKFAC(torch.optim.Optimizer):
-    """Preconditions the head's summed gradient in place (it steps before the head's AdamW); changes no weight.
+@torch.no_grad()
+def output_kfac(head, state, t):
+    """The output K-FAC at training step t in [1400, 2640): C_batch = the summed x xᵀ of the step's head inputs (all
+    ranks) / their count; fast = lerp(fast, C_batch, 0.2), slow = lerp(slow, C_batch, 0.02) (both C_batch at 1400).
+    From t = 1500: every 8 steps P = damped_inverse_root(lerp(slow, fast, 8/9), r), and the head's gradient g becomes
+    kfac_mix(g, P, s) (in place), s 0.25 -> 0.75 and r 0.15 -> 0.05 linearly over 1500..1750. Reads the previous
+    fast, slow and P from `state` and returns the new ones ({} outside the steps)."""
+    if not kfac_collect_start <= t < kfac_end:
+        return {}
+    inputs, rows = head.kfac_inputs, head.kfac_rows
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(inputs)
+        dist.all_reduce(rows)
+    batch = inputs / rows.clamp_min(1.0)
+    if "kfac_fast" not in state:
+        new = dict(kfac_fast=batch.clone(), kfac_slow=batch.clone())
+    else:
+        new = dict(kfac_fast=state["kfac_fast"].lerp(batch, 1.0 - kfac_fast),
+                   kfac_slow=state["kfac_slow"].lerp(batch, 1.0 - kfac_slow))
+    if t < kfac_apply_start:
+        return new
+    ramp = min(1.0, max(0.0, (t - kfac_apply_start) / (kfac_ramp_end - kfac_apply_start)))
+    strength, damping = (lo + ramp * (hi - lo) for lo, hi in (kfac_strength, kfac_damping))
+    P = state.get("kfac_inverse_root")
+    if P is None or (t - kfac_apply_start) % kfac_refresh == 0:
+        P = damped_inverse_root(torch.lerp(new["kfac_slow"], new["kfac_fast"], kfac_fast_weight), damping)
+    head.weight.grad.copy_(kfac_mix(head.weight.grad, P, strength))
+    return dict(new, kfac_inverse_root=P)
 
-    At training step t (group["step"], set by set_hparams) in [1400, 2640): C_batch = the summed x xᵀ of the step's
-    head inputs (all ranks) / their count; fast = lerp(fast, C_batch, 0.2), slow = lerp(slow, C_batch, 0.02) (both
-    C_batch at t = 1400). From t = 1500: every 8 steps P = damped_inverse_root(lerp(slow, fast, 8/9), r), and
-    g = kfac_mix(g, P, s), with s 0.25 -> 0.75 and r 0.15 -> 0.05 linearly over 1500..1750.
-    The head's kfac_inputs / kfac_rows buffers and head_inputs_hook collect the inputs (make_optimizers adds them).
-    """
 
-    def __init__(self, head):
-        super().__init__([head.weight], dict(lr=0.0, step=0))  # lr: unused (every group gets one in this harness)
+class HeadAdamW(torch.optim.AdamW):
+    """torch's AdamW for the embedding and the head; its step first applies output_kfac to the head's summed
+    gradient, at the step set_hparams gives (group["step"]). The K-FAC's fast, slow and P live in the head's state
+    (checkpointed with it); the head's kfac_inputs / kfac_rows buffers and head_inputs_hook collect its inputs
+    (make_optimizers adds them)."""
+
+    def __init__(self, params, head, **kwargs):
+        super().__init__(params, **kwargs)
         self.head = head
 
     @torch.no_grad()
     def step(self):
-        t, W = self.param_groups[0]["step"], self.head.weight
-        if not kfac_collect_start <= t < kfac_end:
-            return
-        inputs, rows = self.head.kfac_inputs, self.head.kfac_rows
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(inputs)
-            dist.all_reduce(rows)
-        batch, state = inputs / rows.clamp_min(1.0), self.state[W]
-        if "fast" not in state:
-            state["fast"], state["slow"] = batch.clone(), batch.clone()
-        else:
-            state["fast"].lerp_(batch, 1.0 - kfac_fast)
-            state["slow"].lerp_(batch, 1.0 - kfac_slow)
-        if t < kfac_apply_start:
-            return
-        ramp = min(1.0, max(0.0, (t - kfac_apply_start) / (kfac_ramp_end - kfac_apply_start)))
-        strength, damping = (lo + ramp * (hi - lo) for lo, hi in (kfac_strength, kfac_damping))
-        if "inverse_root" not in state or (t - kfac_apply_start) % kfac_refresh == 0:
-            state["inverse_root"] = damped_inverse_root(torch.lerp(state["slow"], state["fast"], kfac_fast_weight),
-                                                        damping)
-        W.grad.copy_(kfac_mix(W.grad, state["inverse_root"], strength))
+        state = self.state[self.head.weight]
+        new = output_kfac(self.head, state, self.param_groups[-1]["step"])
+        super().step()
+        state.update(new)  # after AdamW's step: AdamW fills a parameter's state only while it is empty
 
 
 class AuxAdam(torch.optim.Optimizer):
@@ -618,8 +627,8 @@ def paired_gain_signs(width, seed, layer, device, head_dim=128):
 
 def make_optimizers(model):
     muon = Muon([(n, p) for n, p in model.blocks.named_parameters() if p.ndim == 2], lr=0.0375, mu=0.95)
-    adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.3), dict(params=[model.proj.weight], lr=1 / 320)],
-                             betas=(0.8, 0.99), eps=1e-10, weight_decay=0, fused=True)  # fused: one kernel
+    adam = HeadAdamW([dict(params=[model.embed.weight], lr=0.3), dict(params=[model.proj.weight], lr=1 / 320)],
+                     model.proj, betas=(0.8, 0.99), eps=1e-10, weight_decay=0, fused=True)  # fused: one kernel
     vectors = [(n, p) for n, p in model.named_parameters() if p.ndim < 2]
     gains = [p for n, p in vectors if n.endswith("gains")]
     attn_proj_biases = [p for n, p in vectors if n.endswith(".attn.proj.bias")]
@@ -633,11 +642,11 @@ def make_optimizers(model):
     for group in aux.param_groups:
         group["power_c"] = 1.6589351369335795e-06
     head = model.proj
-    if not hasattr(head, "kfac_inputs"):  # once per model (trials reuse it): OutputKFAC's inputs, by a forward hook
+    if not hasattr(head, "kfac_inputs"):  # once per model (trials reuse it): the K-FAC's inputs, by a forward hook
         head.register_buffer("kfac_inputs", head.weight.new_zeros(head.in_features, head.in_features), persistent=False)
         head.register_buffer("kfac_rows", head.weight.new_zeros(()), persistent=False)
         head.register_forward_hook(head_inputs_hook)
-    return [muon, OutputKFAC(head), adam, aux]  # OutputKFAC steps before the head's AdamW
+    return [muon, adam, aux]
 
 
 def schedule_end(step):
@@ -656,13 +665,13 @@ def muon_momentum(step):
 
 def set_hparams(step, optimizers, state):
     """Every group's hyperparameters for `step`, set after its backward, before the optimizers step.
-    group["initial_lr"] is the lr make_optimizers gave. PowerCool for every group but OutputKFAC's, the momentum
-    schedule for Muon, and the step that Muon (trust gate, Bi-Maxwell) and OutputKFAC follow (group["step"])."""
+    group["initial_lr"] is the lr make_optimizers gave. PowerCool for every group, the momentum schedule for Muon,
+    and the step that Muon (trust gate, Bi-Maxwell) and the head's K-FAC follow (group["step"])."""
     for opt in optimizers:
         for group in opt.param_groups:
-            if "power_c" in group:  # every group but OutputKFAC's (it has no lr)
-                group["lr"] = min(group["initial_lr"], group["power_c"] * max(0.0, schedule_end(step) - step) ** lr_cool_power)
-            if isinstance(opt, (Muon, OutputKFAC)):
+            cool = group["power_c"] * max(0.0, schedule_end(step) - step) ** lr_cool_power
+            group["lr"] = min(group["initial_lr"], cool)
+            if isinstance(opt, (Muon, HeadAdamW)):
                 group["step"] = step
             if isinstance(opt, Muon):
                 group["mu"] = muon_momentum(step)
@@ -686,7 +695,7 @@ def is_val_step(step):
 def before_forward(step, model, optimizers, state):
     """EMA-Nesterov: from step 300 to 1890 (excluded) every weight moves by 0.3 (lr / initial lr) times its
     lookahead buffer before the forward (lr of the embedding group, as set for the previous step); the gradient is
-    taken there and the optimizers step from there. And OutputKFAC's sums of head inputs start empty."""
+    taken there and the optimizers step from there. And the K-FAC's sums of head inputs start empty."""
     params = list(model.parameters())
     if "lookahead" not in state:  # the weights at the end of the previous step, and the buffer
         state["lookahead_prev"], state["lookahead"] = [p.clone() for p in params], [torch.zeros_like(p) for p in params]
