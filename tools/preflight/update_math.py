@@ -338,6 +338,7 @@ def judge_descent(report, runs):
         report.set("descent", SKIP, "the long run did not reach an optimizer step with a non-zero gradient" if result
                    else "the long run did not run (see run)")
         return
+    entries = [x for x in entries if math.isfinite(x["inner"]) and math.isfinite(x["net_norm"])]  # else: finite
     uphill = [x for x in entries if x["inner"] > 0 or (x["inner"] == 0 and x["net_norm"] > 0)]
     still = [x for x in entries if x["net_norm"] == 0]
     judged = len(entries) - len(still)
@@ -348,8 +349,8 @@ def judge_descent(report, runs):
                                                                        else ""))
         return
     if not judged:
-        report.set("descent", SKIP, "no first update moved a parameter (an lr of 0 in the first "
-                   f"{DESCENT_STEPS} steps?): nothing to judge")
+        report.set("descent", SKIP, "no first update moved a parameter to a finite value (an lr of 0 in the first "
+                   f"{DESCENT_STEPS} steps? see finite): nothing to judge")
         return
     matrices = sum(x["matrix"] for x in entries if x["net_norm"] > 0)
     report.set("descent", PASS, f"the first update of each of {matrices} matrices of a MatrixOptimizer and of "
