@@ -106,7 +106,8 @@ class DescentProbe(Probe):
 # stack split
 
 REDUCTIONS = {"norm", "sum", "mean", "amax", "amin", "max", "min", "std", "var", "prod", "logsumexp", "vector_norm",
-              "matrix_norm", "nansum", "nanmean", "std_mean", "var_mean", "median", "linalg_norm", "frobenius_norm"}
+              "matrix_norm", "nansum", "nanmean", "std_mean", "var_mean", "median", "linalg_norm", "frobenius_norm",
+              "linalg_vector_norm", "linalg_matrix_norm"}
 
 
 class ReductionSpy(TorchFunctionMode):
@@ -123,7 +124,7 @@ class ReductionSpy(TorchFunctionMode):
         if name in REDUCTIONS and args and torch.is_tensor(args[0]) and args[0].ndim >= 3 and args[0].size(0) == self.k:
             dim = kwargs.get("dim", args[1] if len(args) > 1 and not torch.is_tensor(args[1]) and
                              not isinstance(args[1], (float, str)) else None)
-            if name in ("norm", "linalg_norm", "vector_norm") and len(args) > 1 and "dim" not in kwargs:
+            if name in ("norm", "linalg_norm", "linalg_vector_norm") and len(args) > 1 and "dim" not in kwargs:
                 dim = args[2] if len(args) > 2 else None  # norm(x, p, dim)
             dims = [] if dim is None else [dim] if isinstance(dim, int) else list(dim)
             if dim is None or any(d % args[0].ndim == 0 for d in dims):
