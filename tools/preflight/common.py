@@ -34,7 +34,8 @@ CHECKS = [
      "one around",
      "check its lr (and lr schedule) is non-zero and the optimizer's step writes the parameter; a factor such as "
      "1 - c * lr (weight decay) must stay above 0 at the largest lr"),
-    ("learns", "-", "the tiny model's val loss falls clearly below its start, as the baseline's does on the same data",
+    ("learns", "-", "the tiny model's val loss falls clearly below its start, as the baseline's does on the same data "
+     "(all optimizers together; each update's sign: descent)",
      "check the sign of the update (p -= lr * update), that the updates reach the weights and the lr schedule; the "
      "curve above shows the val loss by step"),
     # issue 31: the update's own math (tools/preflight/update_math.py)
