@@ -271,7 +271,7 @@ def test_float64_newton_schulz(base):
 # -----------------------------------------------------------------------------
 # stack split: the probe on scripts (loaded here, no run)
 
-def muon_of(mod, shapes=((16, 16), (64, 16))):
+def muon_of(mod, shapes=((4, 4), (6, 4))):
     params = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
     opt = mod.Muon(params, lr=0.025, weight_decay=0.05, mu=0.95)
     return opt
@@ -288,11 +288,11 @@ def test_stack_split_fails_the_broken_copy_naming_the_line(tmp_path):
     mod, path = module("stack_split", pc.BROKEN["stack_split"][1], tmp=tmp_path)
     problems, error = um.stack_split_problems(muon_of(mod), 0, mod, path)
     assert error is None and len(problems) == 2
-    assert problems[0].startswith("optimizer 0 (Muon).update() on group 0's stack of 4 (16, 16) matrices: split as 2 "
+    assert problems[0].startswith("optimizer 0 (Muon).update() on group 0's stack of 4 (4, 4) matrices: split as 2 "
                                   "ranks split it ([0, 2] and [1, 3]), the new matrix 0 differs after call 1 by ")
     assert "of its update: a reduction crosses the matrices of the stack (such as u.norm() over the whole (k, m, n) " \
            "tensor); the reductions over the whole stack: norm() over every dimension (line 302: u = u * " in problems[0]
-    assert problems[1].startswith("optimizer 0 (Muon).update() on group 1's stack of 4 (64, 16) matrices")
+    assert problems[1].startswith("optimizer 0 (Muon).update() on group 1's stack of 4 (6, 4) matrices")
 
 
 STATE_COUNT = [(pc.MUON_BUFS, pc.MUON_BUFS + '        state["seen"] = state.get("seen", 0) + G.size(0)\n')]
@@ -304,7 +304,7 @@ ZERO_LR = [(pc.MUON_STEP, '        assert lr == 0.5, lr\n' + pc.MUON_STEP)]
 
 def test_stack_split_state_that_counts_the_stack(tmp_path):
     mod, path = module("count", STATE_COUNT, tmp=tmp_path)
-    problems, _ = um.stack_split_problems(muon_of(mod, [(16, 16)]), 0, mod, path)
+    problems, _ = um.stack_split_problems(muon_of(mod, [(4, 4)]), 0, mod, path)
     assert len(problems) == 1 and "state['seen'] of matrix 0 differs after call 1 by inf of its norm" in problems[0]
     assert "no reduction over the stack's first dimension was seen" in problems[0]
 
@@ -312,7 +312,7 @@ def test_stack_split_state_that_counts_the_stack(tmp_path):
 def test_stack_split_noise_drawn_per_stack_fails_the_run_rng_stays(tmp_path):
     mod, path = module("noise", NOISE, tmp=tmp_path)
     state = torch.get_rng_state()
-    problems, _ = um.stack_split_problems(muon_of(mod, [(16, 16)]), 0, mod, path)
+    problems, _ = um.stack_split_problems(muon_of(mod, [(4, 4)]), 0, mod, path)
     assert torch.equal(torch.get_rng_state(), state)
     assert len(problems) == 1 and "split as 2 ranks" in problems[0] and "randomness drawn per stack" in problems[0]
 
@@ -321,16 +321,16 @@ def test_stack_split_in_float64_not_bfloat16(tmp_path):
     """Per-matrix math in bfloat16 outside newton_schulz: the same bits whatever the stack (measured), so it passes;
     update() sees float64 inputs."""
     mod, path = module("bf16", BF16, tmp=tmp_path)
-    assert um.stack_split_problems(muon_of(mod, [(16, 16)]), 0, mod, path) == ([], None)
+    assert um.stack_split_problems(muon_of(mod, [(4, 4)]), 0, mod, path) == ([], None)
     mod, path = module("f32", RAISES, tmp=tmp_path)
-    problems, error = um.stack_split_problems(muon_of(mod, [(16, 16)]), 2, mod, path)
-    assert problems is None and error == ("optimizer 2 (Muon).update() on a float64 stack of 4 (16, 16) matrices "
+    problems, error = um.stack_split_problems(muon_of(mod, [(4, 4)]), 2, mod, path)
+    assert problems is None and error == ("optimizer 2 (Muon).update() on a float64 stack of 4 (4, 4) matrices "
                                           "(group 0) raised AssertionError: ")
 
 
 def test_stack_split_uses_the_initial_lr_where_the_lr_is_zero(tmp_path):
     mod, path = module("lr", ZERO_LR, tmp=tmp_path)
-    opt = muon_of(mod, [(16, 16)])
+    opt = muon_of(mod, [(4, 4)])
     opt.param_groups[0].update(lr=0.0, initial_lr=0.5)
     assert um.stack_split_problems(opt, 0, mod, path) == ([], None)
     assert opt.param_groups[0]["lr"] == 0.0
@@ -339,7 +339,7 @@ def test_stack_split_uses_the_initial_lr_where_the_lr_is_zero(tmp_path):
 
 
 def test_stack_split_probe_judges_each_matrix_optimizer_once(base):
-    muon, adam = muon_of(base, [(16, 16)]), torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    muon, adam = muon_of(base, [(4, 4)]), torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     hub = Hub()
     hub.m, hub.script = base, str(pc.BASELINE)
     probe = um.StackSplitProbe(hub)
