@@ -162,8 +162,8 @@ EXPECTED_DETAIL = {  # what each failing check must name
     "log_format@final": ["has no val after its last step", "every trial validates at train_steps (RULES 6.1)"],
     "hardcoded": ["os.environ.get() reads 'MUON_LR'"],
     # issue 31
-    "descent": ["6 of 9 first updates point uphill", "optimizer 0 (Muon) blocks.0.attn.proj.weight (16, 16): "
-                "<G, dW + lr wd W> = +", "at step 1 (cosine +", "optimizer 0 (Muon) blocks.0.attn.q.weight (16, 16)"],
+    "descent": ["6 of 9 first updates point uphill", "optimizer 0 (Muon) group 0, blocks.0.attn.proj.weight (16, 16): "
+                "<G, dW + lr wd W> = +", "at step 1 (cosine +", "optimizer 0 (Muon) group 0, blocks.0.attn.q.weight (16, 16)"],
     "descent@lion": ["1 of 4 first updates point uphill", "optimizer 0 (Lion) group 0 (blocks.0.attn.proj.weight "
                      "(16, 16), blocks.0.mlp.proj.weight (16, 64)", "at steps 1, 2 (cosine +"],
     "stack_split": ["optimizer 0 (Muon).update() on group 0's stack of 4 (16, 16) matrices: split as 2 ranks split it "

@@ -144,10 +144,10 @@ def test_judge_descent_fails_uphill_and_a_zero_inner_product_of_a_move():
     detail = report.checks["descent"]["detail"]
     assert report.checks["descent"]["status"] == FAIL
     assert detail == ("4 of 5 first updates point uphill (their gradient's inner product with the change, weight decay "
-                      "taken out, is not negative): optimizer 0 (Muon) blocks.0.attn.q.weight (16, 16): <G, dW + lr wd "
-                      "W> = +0.25 at step 2 (cosine +0.500); optimizer 0 (Muon) b (16, 16): <G, dW + lr wd W> = +0 at "
-                      "step 1 (cosine +0.000); optimizer 1 (Lion) group 1 (g1 (16, 16), g2 (16, 16), g3 (16, 16) and 1 "
-                      "more): <G, dW + lr wd W> = +1 at steps 0, 1, 3 (cosine +0.500) and 1 more")
+                      "taken out, is not negative): optimizer 0 (Muon) group 0, blocks.0.attn.q.weight (16, 16): <G, dW + "
+                      "lr wd W> = +0.25 at step 2 (cosine +0.500); optimizer 0 (Muon) group 0, b (16, 16): <G, dW + lr "
+                      "wd W> = +0 at step 1 (cosine +0.000); optimizer 1 (Lion) group 1 (g1 (16, 16), g2 (16, 16), g3 "
+                      "(16, 16) and 1 more): <G, dW + lr wd W> = +1 at steps 0, 1, 3 (cosine +0.500) and 1 more")
 
 
 def test_judge_descent_skips_without_evidence_and_leaves_non_finite_steps_to_finite():

@@ -323,7 +323,7 @@ def _long(runs):
 
 
 def _entry_text(x):
-    where = f"{x['names'][0]} {x['shapes'][0]}" if x["matrix"] else \
+    where = f"group {x['group']}, {x['names'][0]} {x['shapes'][0]}" if x["matrix"] else \
         f"group {x['group']} ({_clip([f'{n} {s}' for n, s in zip(x['names'], x['shapes'])], 3)})"
     cos = x["inner"] / (x["grad_norm"] * x["net_norm"]) if x["grad_norm"] and x["net_norm"] else 0.0
     steps = sorted(set(x["steps"]))
