@@ -387,3 +387,102 @@ def test_judge_stack_split():
 def test_the_checklist_has_both_checks_after_learns():
     ids = [c[0] for c in common.CHECKS]
     assert ids[ids.index("learns") + 1:ids.index("learns") + 3] == ["descent", "stack_split"]
+
+
+# -----------------------------------------------------------------------------
+# after mutation testing (tools/preflight/update_math.py): the edges the tests above left open
+
+def test_is_matrix_optimizer_needs_owner_and_update():
+    class Owner:
+        owner = {}
+
+    class Update:
+        def update(self):
+            pass
+
+    class Both(Owner, Update):
+        pass
+    assert [um._is_matrix_optimizer(c()) for c in (Owner, Update, Both)] == [False, False, True]
+    assert um._is_matrix_optimizer(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)) is False
+    assert [um._number(v) for v in (True, "0.1", None, 3, 0.5)] == [0.0, 0.0, 0.0, 3.0, 0.5]
+
+
+def test_descent_time_and_unnamed_parameters(monkeypatch):
+    ticks = iter(range(100))
+    monkeypatch.setattr(um.time, "perf_counter", lambda: float(next(ticks)))
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([p], lr=0.1)
+    hub = Hub()  # p has no name
+    probe = um.DescentProbe(hub)
+    p.grad = torch.ones(2)
+    probe.optimizer_step(opt, 0, 0)  # ticks 0, 1
+    assert hub.r["descent_s"] == 1.0
+    probe.optimizer_stepped(opt, 0, 0)  # ticks 2, 3
+    assert hub.r["descent_s"] == 2.0 and hub.r["descent"][0]["names"] == ["?"]
+    probe.optimizer_step(opt, 0, 1)  # ticks 4, 5: nothing taken (p was), still timed
+    probe.optimizer_stepped(opt, 0, 1)  # nothing taken: not timed
+    assert hub.r["descent_s"] == 3.0
+
+
+def test_split_difference_at_the_tolerance_and_with_mixed_keys(monkeypatch):
+    monkeypatch.setattr(um, "STACK_RTOL", 0.5)
+    W0 = [torch.zeros(1, dtype=torch.float64)]
+    a = [(torch.ones(1, dtype=torch.float64),)]
+    state = [{1: torch.ones(1, dtype=torch.float64), "a": 2}]
+    whole = [([a[0][0]], state)]
+    assert um.split_difference(W0, whole, [([torch.full((1,), 1.5, dtype=torch.float64)], state)]) is None  # = 0.5
+    other = [{1: torch.full((1,), 1.5, dtype=torch.float64), "a": 2}]
+    assert um.split_difference(W0, whole, [([a[0][0]], other)]) is None
+    assert um.split_difference(W0, whole, [([torch.full((1,), 1.75, dtype=torch.float64)], state)]) == \
+        (0, "the new matrix 0", 0.75)
+    assert um.split_difference(W0, whole, [([a[0][0]], [{1: torch.ones(1, dtype=torch.float64), "a": 3}])]) == \
+        (0, "state['a'] of matrix 0", math.inf)
+
+
+def test_judge_texts_at_the_counts_where_they_change():
+    report, runs = report_for(dict(descent=[entry(1.0, names=(n,), steps=(1, 3)) for n in "abc"]))
+    um.judge_descent(report, runs)
+    detail = report.checks["descent"]["detail"]
+    assert detail.startswith("3 of 3 first updates point uphill") and "more" not in detail and "at steps 1, 3 (" in detail
+    still = [entry(0.0, net=0.0, names=(n,)) for n in "abcd"]
+    report, runs = report_for(dict(descent=[entry(-1.0)] + still))
+    um.judge_descent(report, runs)
+    assert report.checks["descent"]["detail"].endswith(
+        "4 did not move: optimizer 0 (Muon) a, optimizer 0 (Muon) b, optimizer 0 (Muon) c and 1 more")
+    report, runs = report_for(dict(stack_split=[split_entry(problems=["a", "b", "c"])]))
+    um.judge_stack_split(report, runs)
+    assert report.checks["stack_split"]["detail"] == "a; b and 1 more"
+    report = common.Report()
+    um.judge_descent(report, [dict(label="short", results=[dict(descent=[entry(1.0)])])])
+    um.judge_stack_split(report, [])
+    assert report.checks["descent"]["detail"] == report.checks["stack_split"]["detail"] == \
+        "the long run did not run (see run)"
+
+
+def test_reduction_spy_positional_dims():
+    spy = um.ReductionSpy(4, "/elsewhere.py")
+    x = torch.randn(4, 3, 2)
+    with spy:
+        torch.linalg.vector_norm(x, 2, 0)
+        torch.linalg.vector_norm(x, 2, (-2, -1))
+        torch.linalg.norm(x, None, (0, 1))
+        y = x.sum(dim=-1)
+    assert spy.found == ["linalg_vector_norm() over dim=0", "linalg_norm() over dim=(0, 1)"]
+    assert torch.equal(y, x.sum(dim=-1))  # the call's own arguments, kwargs included
+
+
+# update() sees newton_schulz in float64, both its own attribute and the module's function; an attribute list
+NS_DTYPES = [(pc.MUON_STEP, "        assert self.newton_schulz(G).dtype == newton_schulz(G).dtype == torch.float64\n"
+              + pc.MUON_STEP)]
+ATTRIBUTE = [(pc.MUON_INIT, pc.MUON_INIT + "        self.seen = []\n"),
+             (pc.MUON_STEP, "        self.seen.append(G.size(0))\n" + pc.MUON_STEP)]
+
+
+def test_stack_split_runs_newton_schulz_in_float64_and_copies_the_optimizer(tmp_path):
+    mod, path = module("ns64", NS_DTYPES, tmp=tmp_path)
+    ns = mod.newton_schulz
+    assert um.stack_split_problems(muon_of(mod, [(4, 4)]), 0, mod, path) == ([], None)
+    assert mod.newton_schulz is ns
+    mod, path = module("attribute", ATTRIBUTE, tmp=tmp_path)
+    opt = muon_of(mod, [(4, 4)])
+    assert um.stack_split_problems(opt, 0, mod, path) == ([], None) and opt.seen == []

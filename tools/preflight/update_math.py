@@ -165,7 +165,7 @@ def _owners(module, opt, shape, world):
     return [[i for i in range(STACK_K) if owners[i] == r] for r in range(world)]
 
 
-def _run_split(opt, module, group, parts, inputs, dtype, spy=None):
+def _run_split(opt, module, group, parts, inputs, spy=None):
     """update() on each part (a rank's stack) for every call of `inputs` [(W0, [G per call])], through the
     machinery's own stacking of per-matrix state. Returns per call [(new W, per-matrix state)] for all matrices."""
     ns, ns64 = getattr(module, "newton_schulz", None), _float64_newton_schulz(module)
@@ -173,15 +173,15 @@ def _run_split(opt, module, group, parts, inputs, dtype, spy=None):
     if ns64 is not None:
         module.newton_schulz = ns64  # update() may call the module's function itself
     try:
-        return _calls(twin, group, parts, inputs, dtype, spy)
+        return _calls(twin, group, parts, inputs, spy)
     finally:
         if ns64 is not None:
             module.newton_schulz = ns
 
 
-def _calls(twin, group, parts, inputs, dtype, spy):
+def _calls(twin, group, parts, inputs, spy):
     W0, grads = inputs
-    W = [w.to(dtype) for w in W0]
+    W = list(W0)  # float64
     states = [{} for _ in range(STACK_K)]
     out = []
     for G in grads:
@@ -190,7 +190,7 @@ def _calls(twin, group, parts, inputs, dtype, spy):
             if not idx:
                 continue
             stack_W = torch.stack([W[i] for i in idx])
-            stack_G = torch.stack([G[i].to(dtype) for i in idx])
+            stack_G = torch.stack([G[i] for i in idx])
             first = states[idx[0]]
             state = {key: torch.stack([states[i][key] for i in idx]) if torch.is_tensor(v) else v
                      for key, v in first.items()}
@@ -258,9 +258,9 @@ def stack_split_problems(opt, index, module, script):
                      for _ in range(STACK_CALLS)]
             inputs = (W0, grads)
             try:
-                whole = _run_split(opt, module, group, [list(range(STACK_K))], inputs, torch.float64)
+                whole = _run_split(opt, module, group, [list(range(STACK_K))], inputs)
                 splits = [(world, _owners(module, opt, shape, world)) for world in STACK_WORLDS]
-                results = [(world, parts, _run_split(opt, module, group, parts, inputs, torch.float64))
+                results = [(world, parts, _run_split(opt, module, group, parts, inputs))
                            for world, parts in splits]
             except Exception as e:
                 return None, (f"{label}.update() on a float64 stack of {STACK_K} {shape} matrices (group {g}) raised "
@@ -272,7 +272,7 @@ def stack_split_problems(opt, index, module, script):
                 call, what, rel = found
                 spy = ReductionSpy(STACK_K, script)
                 try:
-                    _run_split(opt, module, group, [list(range(STACK_K))], inputs, torch.float64, spy=spy)
+                    _run_split(opt, module, group, [list(range(STACK_K))], inputs, spy=spy)
                 except Exception:
                     pass
                 how = ("; the reductions over the whole stack: " + _clip(dict.fromkeys(spy.found), 3)) if spy.found \
