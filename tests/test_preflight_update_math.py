@@ -486,3 +486,32 @@ def test_stack_split_runs_newton_schulz_in_float64_and_copies_the_optimizer(tmp_
     mod, path = module("attribute", ATTRIBUTE, tmp=tmp_path)
     opt = muon_of(mod, [(4, 4)])
     assert um.stack_split_problems(opt, 0, mod, path) == ([], None) and opt.seen == []
+
+
+SINGLE = [(pc.MUON_STEP, "        u = u * (2.0 if G.size(0) == 1 else 1.0)\n" + pc.MUON_STEP)]
+
+
+def test_stack_split_tries_4_ranks_after_2_pass_and_times_itself(tmp_path, monkeypatch):
+    mod, path = module("single", SINGLE, tmp=tmp_path)
+    problems, _ = um.stack_split_problems(muon_of(mod, [(4, 4)]), 0, mod, path)
+    assert len(problems) == 1 and "split as 4 ranks split it ([0] and [1] and [2] and [3]), the new matrix 0 differs " \
+        "after call 1 by " in problems[0]
+    assert problems[0].endswith("(k, m, n) tensor); no reduction over the stack's first dimension was seen: randomness "
+                                "drawn per stack, or a computation in bfloat16 outside newton_schulz (which the "
+                                "preflight runs in float64)?")
+    ticks = iter(range(100))
+    monkeypatch.setattr(um.time, "perf_counter", lambda: float(next(ticks)))
+    hub = Hub()
+    hub.m, hub.script = mod, path
+    probe = um.StackSplitProbe(hub)
+    probe.optimizer_step(muon_of(mod, [(4, 4)]), 0, 0)
+    probe.optimizer_step(muon_of(mod, [(4, 4)]), 1, 0)
+    assert hub.r["stack_split_s"] == 2.0 and [x["index"] for x in hub.r["stack_split"]] == [0, 1]
+    assert hub.r["stack_split"][1]["problems"][0].startswith("optimizer 1 (Muon).update()")
+
+
+def test_judge_descent_fail_text_ends_with_the_last_entry():
+    report, runs = report_for(dict(descent=[entry(1.0, names=(n,)) for n in "ab"]))
+    um.judge_descent(report, runs)
+    assert report.checks["descent"]["detail"].endswith("optimizer 0 (Muon) group 0, b (16, 16): <G, dW + lr wd W> = "
+                                                       "+1 at step 2 (cosine +0.500)")
