@@ -53,8 +53,8 @@ can observe (mutmut 3.8.1 names, all under tools.preflight.; `mutmut show NAME` 
   for [] as `found`: `found or [...]` is the same.
 
 update_math.py (issue 31: descent, stack_split), with tests/test_preflight_update_math.py alone: 1068 mutants, 1013
-killed, 55 survived, 0 timed out; the tests after that run kill 101, optimizer_step _62, _64, _68 (stack_split_s) and
-descent _74, _134 (not rerun). The others change nothing a user can observe:
+killed, 55 survived, 0 timed out; the tests added after that run kill stack_split_problems _101, _134,
+StackSplitProbe.optimizer_step _62, _64, _68 (stack_split_s) and judge_descent _74 (rerun by name: killed). The others change nothing a user can observe:
 - time bookkeeping: DescentProbe.optimizer_stepped _17, _19, _22 (a missing or 1.0 default of descent_s: the key is
   always set by optimizer_step first).
 - ReductionSpy.__torch_function__ _6, _9, _12 (a default for __name__: torch's functions have one), _42 (a tensor as
