@@ -81,7 +81,7 @@ def test_baseline_passes_with_json_table_and_kept_logs(capsys, tmp_path):
     assert learning["long"]["curve"][-1][0] == 250 and learning["long"]["curve"][-1][1] < 1.5
     assert learning["entropy_floor"] == pytest.approx(1.1097, abs=1e-4) and info["warnings"] == []
     text = preflight.format_report(info)
-    assert "PASS: all 21 checks" in text and "Wall time" in text and "--steps overrode train_steps" in text
+    assert "PASS: all 23 checks" in text and "Wall time" in text and "--steps overrode train_steps" in text
     assert "val loss 4.852 at the start, " in detail(info, "learns") and "the baseline on the same data" in \
         detail(info, "learns")
     assert "0 Muon        0-2     lr                    0.025      0.025" in text
@@ -161,6 +161,14 @@ EXPECTED_DETAIL = {  # what each failing check must name
     "log_format@missing": ["validates at steps other than the script's is_val_step says: missing 0"],
     "log_format@final": ["has no val after its last step", "every trial validates at train_steps (RULES 6.1)"],
     "hardcoded": ["os.environ.get() reads 'MUON_LR'"],
+    # issue 31
+    "descent": ["6 of 9 first updates point uphill", "optimizer 0 (Muon) group 0, blocks.0.attn.proj.weight (16, 16): "
+                "<G, dW + lr wd W> = +", "at step 1 (cosine +", "optimizer 0 (Muon) group 0, blocks.0.attn.q.weight (16, 16)"],
+    "descent@lion": ["1 of 4 first updates point uphill", "optimizer 0 (Lion) group 0 (blocks.0.attn.proj.weight "
+                     "(16, 16), blocks.0.mlp.proj.weight (16, 64)", "at steps 1, 2 (cosine +"],
+    "stack_split": ["optimizer 0 (Muon).update() on group 0's stack of 4 (16, 16) matrices: split as 2 ranks split it "
+                    "([0, 2] and [1, 3]), the new matrix 0 differs after call 1 by 0.41 of its update: a reduction "
+                    "crosses the matrices of the stack", "norm() over every dimension (line 302: u = u * "],
 }
 
 
@@ -225,7 +233,7 @@ def test_compile_flag_runs_the_compile_check_and_fails_a_graph_break(copies):
     report = preflight.format_report(info)
     assert failed(info) == [] and not info["ok"], report  # every other check passes; the compile check fails
     assert info["compile"]["status"] == "FAIL" and "FAIL  compile      graph break" in report, report
-    assert "FAIL: the compile check (the other 21 checks pass). Wall time" in report, report
+    assert "FAIL: the compile check (the other 23 checks pass). Wall time" in report, report
 
 
 def test_hang_is_killed_and_reported(copies, monkeypatch):
@@ -416,7 +424,7 @@ def test_missing_names_fail_cleanly(tmp_path, capsys):
     assert preflight.main([str(path)]) == 1
     out = capsys.readouterr().out
     assert "FAIL  load" in out and "lacks GPT" in out and "Traceback" not in out
-    assert "FAIL: 1 of 21 checks (load)" in out
+    assert "FAIL: 1 of 23 checks (load)" in out
 
 
 def test_missing_extension_points_fail_cleanly(tmp_path):

@@ -22,6 +22,7 @@ from tools.preflight.runs import Runner, plan_runs, table_steps
 from tools.preflight.schedule import judge_schedule, schedule_rows
 from tools.preflight.trained import judge_learns, judge_live_architecture
 from tools.preflight.trajectory import judge_val_steer
+from tools.preflight.update_math import judge_descent, judge_stack_split
 from tools.preflight.static import check_hardcoded, check_imports, public_format_problem, script_val_lines
 from tools.preflight.verdicts import (_results, judge_data, judge_finite, judge_hparams, judge_membership, judge_passes,
                                       judge_ranks, judge_run, judge_weights)
@@ -192,6 +193,8 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
     warned = any(w["check"] == "hparams" and "not the script's own" in w["text"] for w in report.warnings)
     judge_learns(report, all_runs, tiny.markov_entropy(), schedule_warned=warned)
     judge_live_architecture(report, runs)
+    judge_descent(report, runs)
+    judge_stack_split(report, runs)
     bad_state = uncheckpointable_problem(runs)
     if bad_state and report.checks["run"]["status"] == FAIL:
         report.checks["run"]["detail"] += f"\nthe cause, probably: {bad_state} (see resume)"
@@ -200,6 +203,8 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
         info["hparams"] = dict(steps=sample, rows=schedule_rows(long["results"][0].get("schedule") or {}, sample))
         info["val_steps"] = long["results"][0].get("val_steps")
     info["learning"] = learning_numbers(all_runs, tiny.markov_entropy())
+    long_result = long["results"][0] if long and long["results"] else {}
+    info["update_math_s"] = {k: round(long_result[k], 3) for k in ("descent_s", "stack_split_s") if k in long_result}
     errors = [r["instrument_error"] for r in _results(all_runs) if r.get("instrument_error")]
     if errors:
         info["instrument_error"] = errors[0]

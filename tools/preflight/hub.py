@@ -17,11 +17,12 @@ from tools.preflight.probes import FiniteProbe, GradientProbe, PassProbe, StateP
 from tools.preflight.schedule import HparamProbe
 from tools.preflight.trained import ArchProbe, CheckpointProbe, FlipProbe, LearnProbe
 from tools.preflight.trajectory import TrajectoryProbe
+from tools.preflight.update_math import DescentProbe, StackSplitProbe
 
 # what each kind of run records: the script's runs everything; the twin (val perturbed) only its trajectory; the
 # baseline's own runs their time (the hub) and the val loss they start from
 PROBES = dict(full=(GradientProbe, HparamProbe, PassProbe, StreamProbe, FiniteProbe, WeightProbe, StateProbe,
-                    TrajectoryProbe, ArchProbe, LearnProbe, CheckpointProbe, FlipProbe),
+                    TrajectoryProbe, ArchProbe, LearnProbe, CheckpointProbe, FlipProbe, DescentProbe, StackSplitProbe),
               twin=(TrajectoryProbe, LearnProbe), baseline=(LearnProbe,))
 
 PERTURB = (0.5, 2.0)  # the twin run multiplies its val losses and readouts by these factors in turn

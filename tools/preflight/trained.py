@@ -332,7 +332,7 @@ def judge_learns(report, runs, floor, schedule_warned=False):
         else:
             report.set("learns", FAIL, text)
     else:
-        report.set("learns", PASS, numbers)
+        report.set("learns", PASS, numbers + " (all optimizers together: the sign of each update is descent's)")
         if drop < LEARN_WARN * base_drop:
             report.warn("learns", f"learns much more slowly than the baseline: {numbers} (the val loss fell "
                         f"{drop:.3f}, {100 * drop / base_drop:.0f}% of the baseline's {base_drop:.3f})")
