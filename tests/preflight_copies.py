@@ -282,6 +282,14 @@ def set_hparams(step, optimizers, state):
                          [("        if step == train_steps or is_val_step(step):  # every trial validates after its "
                            "last step\n", "        if is_val_step(step) and step < train_steps:\n")],
                          "\ndef is_val_step(step):\n    return step % 4 == 0\n"),
+    # issue 28: what the bitwise equality of the ranks cannot see (tools/preflight/world.py) and the val schedule
+    "ranks@mean": ("the reduce-scatter's sum made a mean: update() gets the gradients averaged over ranks (Muon, "
+                   "scale-invariant, trains as before)",
+                   [("            dist.reduce_scatter_tensor(grads, flat.view(-1))\n",
+                     "            dist.reduce_scatter_tensor(grads, flat.view(-1))\n            grads /= self.world_size\n")],
+                   None),
+    "ranks@val": ("evaluate() divides the val loss by the world size", [(
+        "    return loss.item() / val_tokens\n", "    return loss.item() / val_tokens / run.world_size\n")], None),
     "hardcoded": ("a hyperparameter read from the environment",
                   [("lr=0.025, weight_decay=0.05, mu=0.95)",
                     'lr=float(os.environ.get("MUON_LR", "0.025")), weight_decay=0.05, mu=0.95)')], None),

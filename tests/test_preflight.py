@@ -161,6 +161,12 @@ EXPECTED_DETAIL = {  # what each failing check must name
     "log_format@missing": ["validates at steps other than the script's is_val_step says: missing 0"],
     "log_format@final": ["has no val after its last step", "every trial validates at train_steps (RULES 6.1)"],
     "hardcoded": ["os.environ.get() reads 'MUON_LR'"],
+    # issue 28 (tools/preflight/world.py, the val schedule)
+    "ranks@mean": ["ranks: optimizer 0 (Muon).update() on rank 0 (trial 1, step 1) got a G that is 0.5 x the gradients "
+                   "summed over the 2 ranks (relative difference 0.5)", ": a mean, not the sum"],
+    "ranks@val": ["the val losses depend on the world size (evaluate() and its reduction over ranks): ranks: the val "
+                  "loss at step 0 of trial 1 is 2.42", "on rank 0 of 2, 4.85",
+                  "on 1 rank (short; 0.5 x, the limit 1e-06 relative, from the same weights)"],
 }
 
 

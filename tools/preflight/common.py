@@ -37,7 +37,8 @@ CHECKS = [
     ("learns", "-", "the tiny model's val loss falls clearly below its start, as the baseline's does on the same data",
      "check the sign of the update (p -= lr * update), that the updates reach the weights and the lr schedule; the "
      "curve above shows the val loss by step"),
-    ("ranks", "2.7", "every rank ends each trial with the same parameters and extension `state`",
+    ("ranks", "2.7", "every rank ends each trial with the same parameters and extension `state`; update() gets the "
+     "gradients summed over ranks; 2 ranks give 1 rank's val losses and readouts",
      "sum every gradient over ranks before the update (main() does it for an optimizer without `owner`); an "
      "optimizer with `owner` must sum its own and hand every rank what it updated (Muon: reduce-scatter, all-gather); "
      "compute `state` the same way on every rank"),

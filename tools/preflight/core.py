@@ -23,6 +23,7 @@ from tools.preflight.schedule import judge_schedule, schedule_rows
 from tools.preflight.trained import judge_learns, judge_live_architecture
 from tools.preflight.trajectory import judge_val_steer
 from tools.preflight.static import check_hardcoded, check_imports, public_format_problem, script_val_lines
+from tools.preflight.world import judge_world
 from tools.preflight.verdicts import (_results, judge_data, judge_finite, judge_hparams, judge_membership, judge_passes,
                                       judge_ranks, judge_run, judge_weights)
 
@@ -239,6 +240,7 @@ def judge_all(report, runs, skipped, plan, code, val_lines, stream_ok, stream_de
     judge_run(report, runs, skipped)
     judge_finite(report, runs, code)
     judge_ranks(report, runs)
+    judge_world(report, runs)
     judge_membership(report, runs)
     judge_hparams(report, runs)
     judge_weights(report, runs)
