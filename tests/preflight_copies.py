@@ -290,6 +290,13 @@ def set_hparams(step, optimizers, state):
                    None),
     "ranks@val": ("evaluate() divides the val loss by the world size", [(
         "    return loss.item() / val_tokens\n", "    return loss.item() / val_tokens / run.world_size\n")], None),
+    "ranks@val_half": ("evaluate() without the all-reduce: each rank returns the loss of its own half of the val set",
+                       [("    if run.world_size > 1:\n        dist.all_reduce(loss)\n    return loss.item() / val_tokens\n",
+                         "    return loss.item() / val_tokens * run.world_size\n")], None),
+    "log_format@boundary": ("is_val_step's boundary of the last 10% at <= 0.9: step 2925 of 3250 (0.9 exactly) loses its "
+                            "val (a 12-step run never reaches it)",
+                            [("    return step % (125 if step / train_steps < 0.9 else 25) == 0\n",
+                              "    return step % (125 if step / train_steps <= 0.9 else 25) == 0\n")], None),
     "hardcoded": ("a hyperparameter read from the environment",
                   [("lr=0.025, weight_decay=0.05, mu=0.95)",
                     'lr=float(os.environ.get("MUON_LR", "0.025")), weight_decay=0.05, mu=0.95)')], None),

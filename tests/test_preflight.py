@@ -167,6 +167,10 @@ EXPECTED_DETAIL = {  # what each failing check must name
     "ranks@val": ["the val losses depend on the world size (evaluate() and its reduction over ranks): ranks: the val "
                   "loss at step 0 of trial 1 is 2.42", "on rank 0 of 2, 4.85",
                   "on 1 rank (short; 0.5 x, the limit 1e-06 relative, from the same weights)"],
+    "ranks@val_half": ["ranks: the val loss at step 10 of trial 1 differs between the ranks: ", " on rank 0, ",
+                       " on rank 1"],
+    "log_format@boundary": ["is_val_step over its train_steps = 3250 (evaluated at every step, not run) skips step 2925 "
+                            "of RULES 6.1 while it validates at 2875 and 2950 around it: first differing step 2925"],
 }
 
 
