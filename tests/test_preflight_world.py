@@ -407,7 +407,10 @@ def test_judge_val_schedule():
     logcheck.judge_val_schedule(report, logcheck.rule_val_steps(3250), 3250)
     assert report.checks["log_format"]["detail"] == (
         "4 logs; is_val_step over its train_steps = 3250: the 38 val steps of RULES 6.1")
-    logcheck.judge_val_schedule(report, boundary, 3250)
+    report.set("log_format", "PASS", "4 logs")  # without the note: the long run's own detail says it
+    logcheck.judge_val_schedule(report, logcheck.rule_val_steps(3250), 3250, note=False)
+    assert report.checks["log_format"]["detail"] == "4 logs"
+    logcheck.judge_val_schedule(report, boundary, 3250, note=False)
     check = report.checks["log_format"]
     assert check["status"] == "FAIL" and check["detail"] == (
         "is_val_step over its train_steps = 3250 (evaluated at every step, not run) skips step 2925 of RULES 6.1 while it "

@@ -188,7 +188,7 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
     info["time_limits"] = dict(factor=runs_module.TIME_FACTOR, slack_s=runs_module.TIME_SLACK_S, baseline={
         config: dict(startup_s=round(a, 2), per_step_ms=round(1000 * b, 2)) for config, (a, b) in runner.figures.items()})
     judge_all(report, runs, runner.skipped, plan, code, val_lines, stream_ok, stream_detail)
-    judge_val_schedule(report, own_val_steps, own)
+    judge_val_schedule(report, own_val_steps, own, note=train_steps != own)
     judge_val_steer(report, all_runs)
     long = runner.by_label.get("long")
     judge_schedule(report, long, scale_check, train_steps)
