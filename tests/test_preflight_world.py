@@ -32,19 +32,22 @@ def turned(old, new, step=0):
     return hub.r["flips"]
 
 
-def rotated(degrees, scale=1.0):
+def rotated(degrees, scale=1.0, norm=1.0):
+    """A vector of norm `norm` and one `scale` times as long at `degrees` from it."""
     t = math.radians(degrees)
-    return torch.tensor([1.0, 0.0, 0.0]), scale * torch.tensor([math.cos(t), math.sin(t), 0.0])
+    return norm * torch.tensor([1.0, 0.0, 0.0]), norm * scale * torch.tensor([math.cos(t), math.sin(t), 0.0])
 
 
-@pytest.mark.parametrize("degrees,scale", [(0, 1.0), (60, 2.0), (120, 1.0), (120, 3.0), (134, 1.0), (134, 0.1)])
-def test_a_turn_up_to_135_degrees_is_not_a_flip(degrees, scale):
-    assert turned(*rotated(degrees, scale)) == {}
+@pytest.mark.parametrize("degrees,scale,norm", [(0, 1.0, 1.0), (60, 2.0, 1.0), (120, 1.0, 1.0), (120, 3.0, 1.0),
+                                                (134, 1.0, 1.0), (134, 0.1, 1.0), (120, 1.0, 5.0), (130, 0.5, 0.2)])
+def test_a_turn_up_to_135_degrees_is_not_a_flip(degrees, scale, norm):
+    assert turned(*rotated(degrees, scale, norm)) == {}
 
 
-@pytest.mark.parametrize("degrees,scale", [(136, 1.0), (150, 1.0), (150, 0.25), (150, 4.0), (180, 1.0), (180, 0.05)])
-def test_a_turn_past_135_degrees_is_a_flip_with_its_cosine(degrees, scale):
-    flips = turned(*rotated(degrees, scale), step=7)
+@pytest.mark.parametrize("degrees,scale,norm", [(136, 1.0, 1.0), (150, 1.0, 1.0), (150, 0.25, 1.0), (150, 4.0, 1.0),
+                                                (180, 1.0, 1.0), (180, 0.05, 1.0), (150, 1.0, 3.0), (140, 2.0, 0.3)])
+def test_a_turn_past_135_degrees_is_a_flip_with_its_cosine(degrees, scale, norm):
+    flips = turned(*rotated(degrees, scale, norm), step=7)
     assert list(flips) == [("before_forward", "w")]
     seen = flips[("before_forward", "w")]
     assert (seen["step"], seen["count"], seen["trial"]) == (7, 1, 1)
@@ -95,6 +98,25 @@ def test_flip_probe_places_counts_and_sampling():
     assert hub_off.r["flips"] == {}
 
 
+def test_flip_probe_is_on_by_default_compares_only_sampled_steps_and_skips_integer_parameters():
+    p = torch.nn.Parameter(torch.ones(3))
+    ints = torch.nn.Parameter(torch.arange(3), requires_grad=False)  # an integer parameter: no angle, no error
+    hub = types.SimpleNamespace(r={}, cfg={}, params=[("i", ints), ("p", p)], trial=1)
+    probe = trained.FlipProbe(hub)
+    assert probe.on and not probe.active
+    probe.after_step_start(5)  # a place before any step_start: not compared (the step was not sampled)
+    with torch.no_grad():
+        p.mul_(-1)
+    probe.step_end(5)
+    assert hub.r["flips"] == {}
+    probe.step_start(6)
+    with torch.no_grad():
+        p.mul_(-1)
+        ints.mul_(-1)
+    probe.step_forwarded(6)
+    assert list(hub.r["flips"]) == [("before_forward", "p")]
+
+
 def test_flip_probe_ignores_a_zero_value_and_a_changed_parameter_list():
     assert turned(torch.zeros(3), torch.tensor([1.0, 0.0, 0.0])) == {}  # old = 0: no angle
     assert turned(torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3)) == {}  # new = 0
@@ -137,6 +159,29 @@ def test_the_sum_passes_and_is_counted():
     assert world.sum_problems(sum_run(SUM.clone(), None)) == ([], 1)
 
 
+def test_a_mean_of_small_gradients_and_more_names():
+    small = dict(a=g(1e-3, 2e-3), b=g(3e-3, 4e-3), c=g(0, 1e-3), d=g(1e-3, 0))
+    other = dict(a=g(0, 0), b=g(0, 0), c=g(0, 0), d=g(0, 0))
+    want = torch.stack([small[n] for n in "abcd"])
+    (problem,), n = world.sum_problems(sum_run(want / 2, None, names="abcd", grads0=small, grads1=other))
+    assert problem == ("ranks: optimizer 0 (SGD).update() on rank 0 (trial 1, step 1) got a G that is 0.5 x the "
+                       "gradients summed over the 2 ranks (relative difference 0.5), for a, b and 2 more: a mean, not "
+                       "the sum")
+
+
+def test_every_update_of_a_rank_is_judged_after_one_that_is_not():
+    run = sum_run(SUM / 2, None)
+    key = dict(trial=1, step=1, index=0, label="optimizer 0 (SGD)")
+    updates = run["results"][0]["sum_updates"]
+    run["results"][0]["sum_updates"] = [dict(key, names=["x"], G=SUM), dict(key, names=["a", "b"], G=SUM[:1])] + updates
+    problems, n = world.sum_problems(run)
+    assert n == 1 and len(problems) == 2 and problems[0].endswith("got G of shape (1, 2) for 2 matrices of shape (2,)")
+    assert problems[1].endswith(": a mean, not the sum")
+    for r in run["results"]:  # no rank recorded its gradients at that step: nothing to compare
+        r["sum_grads"] = []
+    assert world.sum_problems(run) == ([], 0)
+
+
 def test_a_mean_is_named():
     problems, n = world.sum_problems(sum_run(SUM / 2, None))
     assert n == 1 and problems == [
@@ -144,10 +189,11 @@ def test_a_mean_is_named():
         "the 2 ranks (relative difference 0.5), for a, b: a mean, not the sum"]
 
 
-@pytest.mark.parametrize("factor,named", [(0.9, "0.9 x"), (1.5, "1.5 x"), (0.502, "0.502 x")])
-def test_another_factor_is_no_mean(factor, named):
+@pytest.mark.parametrize("factor,named,rel", [(0.9, "0.9", "0.1"), (1.5, "1.5", "0.5"), (0.502, "0.502", "0.498")])
+def test_another_factor_is_no_mean(factor, named, rel):
     (problem,), _ = world.sum_problems(sum_run(SUM * factor, None))
-    assert f"got a G that is {named} the gradients" in problem and not problem.endswith("a mean, not the sum")
+    assert problem == (f"ranks: optimizer 0 (SGD).update() on rank 0 (trial 1, step 1) got a G that is {named} x the "
+                       f"gradients summed over the 2 ranks (relative difference {rel}), for a, b")
 
 
 def test_one_rank_s_own_gradient_fails():
@@ -218,6 +264,57 @@ def test_sum_probe_records_update_inputs_and_puts_update_back():
     probe.optimizer_step(muon, 0, 1)
     probe.optimizer_stepped(muon, 0, 1)
     assert muon.update is own
+
+
+def test_sum_probe_names_each_stack_in_call_order():
+    """Three shapes: three stacks, update() called once each; a matrix the hub cannot name is '?' (and has no
+    gradient record); a matrix without .grad is left out; the records make a 2-rank run sum_problems compares."""
+    m = script()
+    torch.manual_seed(0)
+    shapes = [(2, 2), (3, 2), (2, 4), (2, 2)]
+    ps = [torch.nn.Parameter(torch.randn(*shape)) for shape in shapes]
+    muon = m.Muon(ps, lr=0.1, weight_decay=0.0, mu=0.5)
+    names = {id(p): n for p, n in zip(ps[:3], "abc")}  # ps[3] (2 x 2, a's stack) unnamed
+    hub = types.SimpleNamespace(r={}, world=2, m=m, names=names, trial=1)
+    probe = world.SumProbe(hub)
+    for p in ps:
+        p.grad = torch.randn(p.shape)
+    ps[2].grad = None
+    probe.optimizer_step(muon, 0, 0)
+    assert set(hub.r["sum_grads"][0]["grads"]) == {"a", "b"}
+    ps[2].grad = torch.zeros(2, 4)
+    muon.step()
+    probe.optimizer_stepped(muon, 0, 0)
+    assert sorted(u["names"] for u in hub.r["sum_updates"]) == [["a", "?"], ["b"], ["c"]]
+    by = {tuple(u["names"]): u["G"] for u in hub.r["sum_updates"]}
+    assert torch.equal(by[("b",)], ps[1].grad[None]) and torch.equal(by[("a", "?")][0], ps[0].grad)
+    copy = {k: [dict(x) for x in v] if isinstance(v, list) else v for k, v in hub.r.items()}
+    for u in copy["sum_updates"]:
+        u["G"] = u["G"] * 2  # both ranks held these gradients: the sum is twice them
+    # b on each rank (a shares its stack with the unnamed matrix, c had no .grad)
+    assert world.sum_problems(make_run("ranks", 2, [result(rank=0, **copy), result(rank=1, **copy)])) == ([], 2)
+
+
+def test_sum_probe_without_stacks_and_an_update_with_more_arguments():
+    m = script()
+
+    class Extra(m.Muon):
+        def update(self, W, G, state, group, scale=1.0, *more, **options):
+            return W.sub_(G, alpha=scale * len(more) + options.get("add", 0))
+
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    opt = Extra([p], lr=0.1, weight_decay=0.0, mu=0.5)
+    hub = types.SimpleNamespace(r={}, world=2, m=m, names={id(p): "p"}, trial=1)
+    probe = world.SumProbe(hub)
+    p.grad = torch.ones(2, 2)
+    probe.optimizer_step(opt, 0, 0)
+    W = opt.update(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), {}, {}, 2.0, "x", "y", add=1)
+    assert torch.equal(W, torch.full((1, 2, 2), -5.0)) and len(hub.r["sum_updates"]) == 1
+    probe.optimizer_stepped(opt, 0, 0)
+    del opt.stacks  # a subclass that keeps no `stacks`: update() still runs, nothing is named
+    probe.optimizer_step(opt, 0, 1)
+    opt.update(torch.zeros(1, 2, 2), torch.ones(1, 2, 2), {}, {})
+    assert len(hub.r["sum_updates"]) == 1 and len(hub.r["sum_grads"]) == 2
 
 
 def test_sum_probe_skips_one_rank_and_other_optimizers():
@@ -299,6 +396,19 @@ def test_a_resumed_run_starts_from_the_same_weights_only_if_shared():
     assert world.val_problems(tail, long, shared=False) == ([], 4)
 
 
+def test_a_rank_after_a_non_finite_one_and_a_zero_reference():
+    single = val_run("short", 1, [(1, 0, 4.852), (1, 10, 0.0)])
+    ranks = val_run("ranks", 2, [(1, 0, [float("nan"), 2.0])])
+    assert world.val_problems(ranks, single) == ([
+        "ranks: the val loss at step 0 of trial 1 differs between the ranks: nan on rank 0, 2 on rank 1",
+        "ranks: the val loss at step 0 of trial 1 is 2 on rank 1 of 2, 4.852 on 1 rank (short; 0.4122 x, the limit "
+        "1e-06 relative, from the same weights)"], 1)
+    ranks = val_run("ranks", 2, [(1, 10, 1.0)])
+    assert world.val_problems(ranks, single)[0] == [
+        "ranks: the val loss at step 10 of trial 1 is 1 on rank 0 of 2, 0 on 1 rank (short; nan x, the limit 0.01 "
+        "relative)"]
+
+
 def test_values_that_are_not_finite_or_not_numbers_are_left_to_finite():
     single = val_run("short", 1, [(1, 0, 4.852), (1, 10, float("nan"))])
     ranks = val_run("ranks", 2, [(1, 0, float("inf")), (1, 10, 1.0)])
@@ -333,6 +443,30 @@ def test_judge_world_fails_ranks_naming_evaluate_or_the_sum():
     assert report.checks["ranks"]["fix"] == ("sum every gradient; a MatrixOptimizer's step() must hand update() the "
                                              "gradients summed over ranks (dist.reduce_scatter_tensor sums; do not "
                                              "divide by world_size)")
+
+
+def test_judge_world_shows_two_problems_of_each_kind_from_every_run():
+    long = val_run("long", 1, [(1, 8, 4.0), (1, 12, 3.9)])
+    tail = val_run("tail", 2, [(1, 8, 4.0 * (1 + 1e-4)), (1, 12, 3.9)], fresh=False, start=8)
+    tail["results"][0].update(sum_run(SUM / 2, None, label="tail")["results"][0])
+    tail["results"][1].update(sum_run(SUM / 2, None, label="tail")["results"][1])
+    ranks = sum_run(SUM / 2, None)
+    ranks["results"][0]["world_vals"] = ranks["results"][1]["world_vals"] = [(1, 0, 1.0), (2, 0, 1.0), (2, 10, 1.0)]
+    checks = verdict(world.judge_world, [SINGLE, long, ranks, tail, make_run("other", 2)])
+    mean = ("optimizer 0 (SGD).update() on rank 0 (trial 1, step 1) got a G that is 0.5 x the gradients summed over "
+            "the 2 ranks (relative difference 0.5), for a, b: a mean, not the sum")
+    assert checks["ranks"]["detail"] == (
+        f"ranks: {mean}; tail: {mean}; the val losses depend on the world size (evaluate() and its reduction over "
+        "ranks): ranks: the val loss at step 0 of trial 1 is 1 on rank 0 of 2, 4.852 on 1 rank (short; 0.2061 x, the "
+        "limit 1e-06 relative, from the same weights); ranks: the val loss at step 0 of trial 2 is 1 on rank 0 of 2, "
+        "4.852 on 1 rank (short; 0.2061 x, the limit 1e-06 relative, from the same weights)")
+    assert checks["ranks"]["fix"] == (
+        "a MatrixOptimizer's step() must hand update() the gradients summed over ranks (dist.reduce_scatter_tensor "
+        "sums; do not divide by world_size); evaluate() must return the val loss summed over the val set and the "
+        "ranks per val token, whatever the world size (the val reduction: all_reduce the sums, divide by val_tokens "
+        "only)")
+    checks = verdict(world.judge_world, [long, val_run("tail", 2, [(1, 8, 4.0 * (1 + 1e-4))], fresh=False, start=8)])
+    assert "(long; 1 x, the limit 1e-06 relative, from the same weights)" in checks["ranks"]["detail"]
 
 
 def test_judge_world_adds_what_it_compared_to_a_pass():
@@ -381,6 +515,9 @@ def record46(s, T):  # records/20260619_cwd_rowfloor_tailema's is_val_step (2900
     ("every 50 at the end", lambda s, T: s % (125 if s / T < 0.9 else 50) == 0, 1000,
      [(925, 925, 900, 950), (975, 975, 950, 1000)]),
     ("#46", record46, 2900, []),
+    ("every 125, 2900 steps", lambda s, T: s % 125 == 0, 2900, []),  # (2900 itself is no multiple of 125)
+    ("every 125, 250 steps", lambda s, T: s % 125 == 0, 250, []),  # 225 = 0.9 x 250: the last 10%, not kept
+    ("every 125 and 900 of 1000", lambda s, T: s % 125 == 0 or s == 900, 1000, [(925, 975, 900, 1000)]),
     ("the last step only", lambda s, T: False, 3250, []),
 ])
 def test_schedule_holes(name, rule, train_steps, holes):
@@ -419,11 +556,11 @@ def test_judge_val_schedule():
     assert check["fix"].startswith("validate at every step RULES 6.1 asks for (more steps are fine, step 0 may go)")
     report = common.Report()
     report.set("log_format", "FAIL", "a val line", fix="keep it")
-    logcheck.judge_val_schedule(report, [s for s in boundary if s not in (250, 375, 1000)], 3250)
+    logcheck.judge_val_schedule(report, [s for s in boundary if s not in (250, 375)], 3250)
     check = report.checks["log_format"]
     assert check["detail"] == (
         "a val line; is_val_step over its train_steps = 3250 (evaluated at every step, not run) skips steps 250 to 375 "
-        "of RULES 6.1 while it validates at 125 and 500 around them: first differing step 250 (and 2 more such "
+        "of RULES 6.1 while it validates at 125 and 500 around them: first differing step 250 (and 1 more such "
         "stretches); 6.1: every 125 while step / train_steps < 0.9, every 25 from there, and the last step")
     assert check["fix"].startswith("keep it; validate at every step")
     report = common.Report()  # is_val_step raised (None), or SKIP and nothing wrong: left as it is

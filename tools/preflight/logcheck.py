@@ -164,22 +164,17 @@ def schedule_holes(val_steps, train_steps):
     0 has no step before it (6.4 lets a record skip it). The last 10% (every 25 in 6.1) counts as kept only when the
     script validates at one of its steps that the every-125 cadence lacks: a cadence of its own there (every 125 to
     the end, as the AdamW record's published log) drops whole stretches and is no slip."""
-    rule, have = rule_val_steps(train_steps), set(val_steps)
-    kept_tail = any(s in have for s in rule if s / train_steps >= 0.9 and s % 125 and s != train_steps)
-    ordered, holes, i = sorted(have), [], 1
-    while i < len(rule) - 1:
-        if rule[i] in have:
-            i += 1
+    rule, have = rule_val_steps(train_steps), set(val_steps) | {train_steps}
+    kept_tail = any(s in have for s in rule if s % 125 and s != train_steps)  # (6.1's other steps are 125's)
+    kept = [i for i, s in enumerate(rule) if s in have]  # the last step always
+    holes = []
+    for a, b in zip(kept, kept[1:]):
+        before, after = rule[a], rule[b]
+        if b - a < 2 or any(before < s < after for s in have):  # nothing dropped, or validates more densely there
             continue
-        j = i
-        while j + 1 < len(rule) and rule[j + 1] not in have:
-            j += 1
-        before, after = rule[i - 1], rule[j + 1] if j + 1 < len(rule) else None
-        tail = rule[j] / train_steps >= 0.9
-        between = any(before < s < after for s in ordered) if after is not None else True
-        if before in have and after in have and not between and (kept_tail or not tail):
-            holes.append((rule[i], rule[j], before, after))
-        i = j + 1
+        if rule[b - 1] / train_steps >= 0.9 and not kept_tail:
+            continue
+        holes.append((rule[a + 1], rule[b - 1], before, after))
     return holes
 
 

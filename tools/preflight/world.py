@@ -113,7 +113,7 @@ def sum_problems(run):
             scale = float(want.norm())
             error = float((got - want).norm()) / scale if scale > 0 else float(got.norm())
             if not error <= SUM_RTOL:
-                ratio = float((got * want).sum()) / scale ** 2 if scale > 0 else float("nan")
+                ratio = float((got * want).sum()) / scale ** 2 if scale > 0 else math.nan
                 problems.append(f"{run['label']}: {u['label']}.update() on rank {rank} (trial {u['trial']}, step "
                                 f"{u['step']}) got a G that is {ratio:.4g} x the gradients summed over the {len(results)} "
                                 f"ranks (relative difference {error:.3g}), for {_clip(u['names'], 2)}"
@@ -150,8 +150,8 @@ def val_problems(run, single, shared=True):
     `single` (its first val step: VAL_RTOL_SAME)."""
     vals, readouts = _vals(run)
     ref_vals, ref_readouts = _vals(single)
-    start = 0 if run["fresh"] else run.get("start", 0)  # a val there is of the same weights as the 1-rank run's
-    same = {(t, s) for t, s in vals if s == start and shared}
+    # a fresh run's step 0 (its start) or a resumed run's first step: of the same weights as the 1-rank run's there
+    same = {(t, s) for t, s in vals if s == run["start"] and shared}
     problems, compared = [], 0
     items = [((t, s), None, v) for (t, s), v in sorted(vals.items())] + \
             [((t, s), name, v) for (t, s, name), v in sorted(readouts.items())]
@@ -172,7 +172,7 @@ def val_problems(run, single, shared=True):
             compared += 1
             if error > tol:
                 what = "val loss" if name is None else f"readout {name}"
-                ratio = float(got) / float(want[0]) if float(want[0]) else float("nan")
+                ratio = float(got) / float(want[0]) if float(want[0]) else math.nan
                 problems.append(f"{run['label']}: the {what} at step {step} of trial {trial} is {float(got):.6g} on "
                                 f"rank {rank} of {run['world']}, {float(want[0]):.6g} on 1 rank ({single['label']}; "
                                 f"{ratio:.4g} x, the limit {tol:g} relative"
@@ -208,10 +208,11 @@ def judge_world(report, runs):
         problems, n = sum_problems(run)
         sums += problems
         stacks += n
-        label, shared = PAIRS.get(run["label"], (None, False))
-        single = by.get(label)
-        if single and single["results"]:
-            problems, n = val_problems(run, single, shared)
+        if run["label"] not in PAIRS:
+            continue
+        label, shared = PAIRS[run["label"]]
+        if by.get(label) and by[label]["results"]:
+            problems, n = val_problems(run, by[label], shared)
             vals += problems
             values += n
     check = report.checks["ranks"]
