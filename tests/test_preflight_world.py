@@ -2,7 +2,25 @@
 FlipProbe's cosine on known angles; tools/preflight/world.py's verdicts (update() gets the sum over ranks, the
 2-rank val losses and readouts equal the 1-rank ones) on synthetic run records; the val schedule of log_format
 (logcheck.schedule_holes, judge_val_schedule). The end-to-end behaviour: test_preflight.py's broken copies
-ranks@mean, ranks@val, ranks@val_half and log_format@boundary."""
+ranks@mean, ranks@val, ranks@val_half and log_format@boundary.
+
+Mutation testing (docs/preflight.md, "Mutation testing", with this file added to the tests and probes.py, trained.py,
+world.py and logcheck.py to only_mutate): the mutants of the code this file covers that survive change nothing a
+user can observe (mutmut 3.8.1 names, under tools.preflight.; `mutmut show NAME` prints the change):
+- trained.xǁFlipProbeǁcompare__mutmut_22, _23: `2 / old` or `3 * old` in the shortcut for "nothing moved": it only
+  saves work; without it an unmoved parameter gets the cosine 1, never a flip. _29, _31, _46: the clamp's upper
+  end left out or 2.0: a cosine above 1 (the rounding of a barely moved parameter) is never below -1/sqrt(2), so it
+  is never reported. _49: `<=` for `<` at -1/sqrt(2): a cosine from float32 norms that equals the double
+  -0.5 ** 0.5 exactly. _50, _52: `>= 0` for `> 0` on a norm: a zero norm makes the cosine 0 / 0 = nan, and nan <
+  COS is False. trained.xǁFlipProbeǁsampled__mutmut_3: `step <= 100`: step 100 is a multiple of 10, sampled anyway.
+- world.xǁSumProbeǁoptimizer_stepped__mutmut_9: pop("update") without a default: optimizer_step set it, so it is
+  there. world.x_sum_problems__mutmut_83 (`<` for `<=` SUM_RTOL), _119 (`<=` for `< 1e-3` from 1/W),
+  world.x_val_problems__mutmut_54 (`>=` for `>` tol): a difference exactly at the limit. world.x_judge_world__mutmut_7,
+  _10: 1-rank runs also go through the loop: they have no sum records (SumProbe is off on 1 rank) and are no key of
+  PAIRS.
+- logcheck.x_schedule_holes__mutmut_37: `break` for the `continue` after a stretch in a last 10% the script does not
+  keep: every later stretch is in the last 10% as well, and skipped alike.
+(probes.py's only covered line, Probe.note, is reached by no test of these files: "no tests".)"""
 import math
 import types
 
@@ -219,6 +237,12 @@ def test_a_zero_sum_wants_a_zero_g():
     assert "got a G that is nan x the gradients summed over the 2 ranks (relative difference 5)" in problem
 
 
+def test_non_finite_gradients_are_left_to_finite():
+    nan = dict(a=g(float("nan"), 1), b=g(3, 4))
+    assert world.sum_problems(sum_run(SUM / 2, None, grads0=nan)) == ([], 0)
+    assert world.sum_problems(sum_run(SUM * float("inf"), None)) == ([], 0)
+
+
 def test_a_g_of_another_shape_and_records_without_every_rank():
     (problem,), n = world.sum_problems(sum_run(SUM[:1].clone(), None))
     assert n == 0 and problem == ("ranks: optimizer 0 (SGD).update() on rank 0 got G of shape (1, 2) for 2 matrices of "
@@ -387,6 +411,24 @@ def test_a_readout_that_differs_fails_and_ranks_that_disagree_fail():
                         "rank 1"] and n == 2
 
 
+def test_after_a_data_failure_no_val_and_after_a_finite_one_only_the_same_weights_are_compared():
+    ranks = val_run("ranks", 2, [(1, 0, 2.426), (1, 10, 4.7)])
+    assert world.val_problems(ranks, SINGLE, later=False) == ([
+        "ranks: the val loss at step 0 of trial 1 is 2.426 on rank 0 of 2, 4.852 on 1 rank (short; 0.5 x, the limit "
+        "1e-06 relative, from the same weights)"], 1)
+    for check, values, compared in (("data", 2.426, 0), ("finite", 4.852, 2)):  # data: not even step 0
+        report = common.Report()
+        report.set("ranks", "PASS", "bitwise equal")
+        report.set(check, "FAIL", "other batches")
+        world.judge_world(report, [SINGLE, val_run("ranks", 2, [(1, 0, values), (1, 10, 4.7)])])
+        assert report.checks["ranks"]["status"] == "PASS"
+        assert report.checks["ranks"]["detail"].endswith(f"({compared} values)")
+    report = common.Report()
+    report.set("ranks", "PASS", "bitwise equal")
+    world.judge_world(report, [SINGLE, val_run("ranks", 2, [(1, 0, 4.852), (1, 10, 4.7)])])
+    assert report.checks["ranks"]["status"] == "FAIL"
+
+
 def test_a_resumed_run_starts_from_the_same_weights_only_if_shared():
     long = val_run("long", 1, [(1, 8, 4.0), (1, 12, 3.9)])
     tail = val_run("tail", 2, [(1, 8, 4.0 * (1 + 1e-4)), (1, 12, 3.9)], fresh=False, start=8)
@@ -450,13 +492,13 @@ def test_judge_world_shows_two_problems_of_each_kind_from_every_run():
     tail = val_run("tail", 2, [(1, 8, 4.0 * (1 + 1e-4)), (1, 12, 3.9)], fresh=False, start=8)
     tail["results"][0].update(sum_run(SUM / 2, None, label="tail")["results"][0])
     tail["results"][1].update(sum_run(SUM / 2, None, label="tail")["results"][1])
-    ranks = sum_run(SUM / 2, None)
+    ranks = sum_run(SUM / 2, SUM / 2)  # both ranks' update() get a mean: with the tail's, 3 such problems
     ranks["results"][0]["world_vals"] = ranks["results"][1]["world_vals"] = [(1, 0, 1.0), (2, 0, 1.0), (2, 10, 1.0)]
-    checks = verdict(world.judge_world, [SINGLE, long, ranks, tail, make_run("other", 2)])
-    mean = ("optimizer 0 (SGD).update() on rank 0 (trial 1, step 1) got a G that is 0.5 x the gradients summed over "
+    checks = verdict(world.judge_world, [SINGLE, long, make_run("other", 2), ranks, tail])
+    mean = ("optimizer 0 (SGD).update() on rank {} (trial 1, step 1) got a G that is 0.5 x the gradients summed over "
             "the 2 ranks (relative difference 0.5), for a, b: a mean, not the sum")
     assert checks["ranks"]["detail"] == (
-        f"ranks: {mean}; tail: {mean}; the val losses depend on the world size (evaluate() and its reduction over "
+        f"ranks: {mean.format(0)}; ranks: {mean.format(1)}; the val losses depend on the world size (evaluate() and its reduction over "
         "ranks): ranks: the val loss at step 0 of trial 1 is 1 on rank 0 of 2, 4.852 on 1 rank (short; 0.2061 x, the "
         "limit 1e-06 relative, from the same weights); ranks: the val loss at step 0 of trial 2 is 1 on rank 0 of 2, "
         "4.852 on 1 rank (short; 0.2061 x, the limit 1e-06 relative, from the same weights)")
@@ -467,6 +509,22 @@ def test_judge_world_shows_two_problems_of_each_kind_from_every_run():
         "only)")
     checks = verdict(world.judge_world, [long, val_run("tail", 2, [(1, 8, 4.0 * (1 + 1e-4))], fresh=False, start=8)])
     assert "(long; 1 x, the limit 1e-06 relative, from the same weights)" in checks["ranks"]["detail"]
+    # tail_resume starts from the tail's weights: its first val has the later steps' tolerance; a 2-rank run without
+    # its 1-rank run is not compared
+    resumed = val_run("tail_resume", 2, [(1, 8, 4.0 * (1 + 1e-4))], fresh=False, start=8)
+    report = common.Report()
+    report.set("ranks", "PASS", "bitwise equal")
+    world.judge_world(report, [long, resumed, val_run("ranks", 2, [(1, 0, 1.0)])])
+    assert report.checks["ranks"]["detail"] == ("bitwise equal; no MatrixOptimizer to check update()'s sum on; the "
+                                                "2-rank val losses and readouts equal the 1-rank runs' (2 values)")
+    report = common.Report()  # a FAIL already there: both fixes added
+    report.set("ranks", "FAIL", "the ranks end with different parameters", fix="sum every gradient")
+    world.judge_world(report, [SINGLE, ranks])
+    assert report.checks["ranks"]["fix"] == (
+        "sum every gradient; a MatrixOptimizer's step() must hand update() the gradients summed over ranks "
+        "(dist.reduce_scatter_tensor sums; do not divide by world_size); evaluate() must return the val loss summed "
+        "over the val set and the ranks per val token, whatever the world size (the val reduction: all_reduce the "
+        "sums, divide by val_tokens only)")
 
 
 def test_judge_world_adds_what_it_compared_to_a_pass():

@@ -257,12 +257,12 @@ def judge_all(report, runs, skipped, plan, code, val_lines, stream_ok, stream_de
     judge_run(report, runs, skipped)
     judge_finite(report, runs, code)
     judge_ranks(report, runs)
-    judge_world(report, runs)
     judge_membership(report, runs)
     judge_hparams(report, runs)
     judge_weights(report, runs)
     judge_passes(report, runs)
     judge_data(report, runs, stream_ok, stream_detail)
+    judge_world(report, runs)  # (after data and finite: 2-rank runs on other batches learn otherwise)
     judge_resume(report, runs, plan, skipped)
     judge_logs(report, runs, code, val_lines)
 

@@ -109,9 +109,11 @@ def sum_problems(run):
                 problems.append(f"{run['label']}: {u['label']}.update() on rank {rank} got G of shape "
                                 f"{tuple(got.shape)} for {len(u['names'])} matrices of shape {tuple(want.shape[1:])}")
                 continue
-            compared += 1
             scale = float(want.norm())
             error = float((got - want).norm()) / scale if scale > 0 else float(got.norm())
+            if not (math.isfinite(scale) and math.isfinite(error)):  # nan or inf: `finite` judges it
+                continue
+            compared += 1
             if not error <= SUM_RTOL:
                 ratio = float((got * want).sum()) / scale ** 2 if scale > 0 else math.nan
                 problems.append(f"{run['label']}: {u['label']}.update() on rank {rank} (trial {u['trial']}, step "
@@ -144,10 +146,11 @@ def _relative(got, want):
     return abs(got - want) / max(abs(want), 1e-12)
 
 
-def val_problems(run, single, shared=True):
+def val_problems(run, single, shared=True, later=True):
     """For one multi-rank run and the 1-rank run of its configuration: [problem] where a val loss or a readout value
     differs beyond the tolerance, and how many values were compared. `shared`: the run starts from the weights of
-    `single` (its first val step: VAL_RTOL_SAME)."""
+    `single` (its first val step: VAL_RTOL_SAME). `later`: also compare the values after training steps (not when
+    the runs trained on other batches or went non-finite: `data` and `finite` say so)."""
     vals, readouts = _vals(run)
     ref_vals, ref_readouts = _vals(single)
     # a fresh run's step 0 (its start) or a resumed run's first step: of the same weights as the 1-rank run's there
@@ -163,6 +166,8 @@ def val_problems(run, single, shared=True):
     for (trial, step), name, values in items:
         want = (ref_vals.get((trial, step)) if name is None else ref_readouts.get((trial, step, name))) or []
         if not want:
+            continue
+        if (trial, step) not in same and not later:
             continue
         tol = VAL_RTOL_SAME if (trial, step) in same else VAL_RTOL
         for rank, got in enumerate(values):
@@ -201,18 +206,21 @@ class ValProbe(Probe):
 
 def judge_world(report, runs):
     """Part of `ranks` (RULES 2.7): update() gets the sum over ranks, and the 2-rank val losses and readouts equal
-    the 1-rank ones. Adds its problems to `ranks` (FAIL) or its findings to the PASS detail."""
+    the 1-rank ones. Adds its problems to `ranks` (FAIL) or its findings to the PASS detail. Called after `data`
+    and `finite` are judged: when `data` fails (other batches or another val set on 2 ranks) val is not compared;
+    when `finite` fails only the val losses from the same weights are."""
     by = {run["label"]: run for run in runs}
+    data_ok, later = report.checks["data"]["status"] != FAIL, report.checks["finite"]["status"] != FAIL
     sums, vals, stacks, values = [], [], 0, 0
     for run in (r for r in runs if r["world"] > 1 and r["results"]):
         problems, n = sum_problems(run)
         sums += problems
         stacks += n
-        if run["label"] not in PAIRS:
+        if run["label"] not in PAIRS or not data_ok:
             continue
         label, shared = PAIRS[run["label"]]
         if by.get(label) and by[label]["results"]:
-            problems, n = val_problems(run, by[label], shared)
+            problems, n = val_problems(run, by[label], shared, later)
             vals += problems
             values += n
     check = report.checks["ranks"]
