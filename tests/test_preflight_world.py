@@ -14,9 +14,9 @@ user can observe (mutmut 3.8.1 names, under tools.preflight.; `mutmut show NAME`
   -0.5 ** 0.5 exactly. _50, _52: `>= 0` for `> 0` on a norm: a zero norm makes the cosine 0 / 0 = nan, and nan <
   COS is False. trained.xǁFlipProbeǁsampled__mutmut_3: `step <= 100`: step 100 is a multiple of 10, sampled anyway.
 - world.xǁSumProbeǁoptimizer_stepped__mutmut_9: pop("update") without a default: optimizer_step set it, so it is
-  there. world.x_sum_problems__mutmut_83 (`<` for `<=` SUM_RTOL), _119 (`<=` for `< 1e-3` from 1/W),
-  world.x_val_problems__mutmut_54 (`>=` for `>` tol): a difference exactly at the limit. world.x_judge_world__mutmut_7,
-  _10: 1-rank runs also go through the loop: they have no sum records (SumProbe is off on 1 rank) and are no key of
+  there. world.x_sum_problems__mutmut_88 (`<` for `<=` SUM_RTOL), _124 (`<=` for `< 1e-3` from 1/W),
+  world.x_val_problems__mutmut_59 (`>=` for `>` tol): a difference exactly at the limit. world.x_judge_world__mutmut_18,
+  _21: 1-rank runs also go through the loop: they have no sum records (SumProbe is off on 1 rank) and are no key of
   PAIRS.
 - logcheck.x_schedule_holes__mutmut_37: `break` for the `continue` after a stretch in a last 10% the script does not
   keep: every later stretch is in the last 10% as well, and skipped alike.
@@ -241,6 +241,11 @@ def test_non_finite_gradients_are_left_to_finite():
     nan = dict(a=g(float("nan"), 1), b=g(3, 4))
     assert world.sum_problems(sum_run(SUM / 2, None, grads0=nan)) == ([], 0)
     assert world.sum_problems(sum_run(SUM * float("inf"), None)) == ([], 0)
+    run = sum_run(SUM / 2, None)  # a non-finite G first: the rank's next update() is still judged
+    first = dict(run["results"][0]["sum_updates"][0], G=SUM * float("inf"))
+    run["results"][0]["sum_updates"].insert(0, first)
+    (problem,), n = world.sum_problems(run)
+    assert n == 1 and problem.endswith(": a mean, not the sum")
 
 
 def test_a_g_of_another_shape_and_records_without_every_rank():
@@ -412,10 +417,10 @@ def test_a_readout_that_differs_fails_and_ranks_that_disagree_fail():
 
 
 def test_after_a_data_failure_no_val_and_after_a_finite_one_only_the_same_weights_are_compared():
-    ranks = val_run("ranks", 2, [(1, 0, 2.426), (1, 10, 4.7)])
+    ranks = val_run("ranks", 2, [(1, 0, 4.852), (1, 10, 4.7), (2, 0, 2.426)])  # trial 2's step 0 after (1, 10)
     assert world.val_problems(ranks, SINGLE, later=False) == ([
-        "ranks: the val loss at step 0 of trial 1 is 2.426 on rank 0 of 2, 4.852 on 1 rank (short; 0.5 x, the limit "
-        "1e-06 relative, from the same weights)"], 1)
+        "ranks: the val loss at step 0 of trial 2 is 2.426 on rank 0 of 2, 4.852 on 1 rank (short; 0.5 x, the limit "
+        "1e-06 relative, from the same weights)"], 3)
     for check, values, compared in (("data", 2.426, 0), ("finite", 4.852, 2)):  # data: not even step 0
         report = common.Report()
         report.set("ranks", "PASS", "bitwise equal")
