@@ -317,6 +317,21 @@ def set_hparams(step, optimizers, state):
                          [("        if step == train_steps or is_val_step(step):  # every trial validates after its "
                            "last step\n", "        if is_val_step(step) and step < train_steps:\n")],
                          "\ndef is_val_step(step):\n    return step % 4 == 0\n"),
+    # issue 28: what the bitwise equality of the ranks cannot see (tools/preflight/world.py) and the val schedule
+    "ranks@mean": ("the reduce-scatter's sum made a mean: update() gets the gradients averaged over ranks (Muon, "
+                   "scale-invariant, trains as before)",
+                   [("            dist.reduce_scatter_tensor(grads, flat.view(-1))\n",
+                     "            dist.reduce_scatter_tensor(grads, flat.view(-1))\n            grads /= self.world_size\n")],
+                   None),
+    "ranks@val": ("evaluate() divides the val loss by the world size", [(
+        "    return loss.item() / val_tokens\n", "    return loss.item() / val_tokens / run.world_size\n")], None),
+    "ranks@val_half": ("evaluate() without the all-reduce: each rank returns the loss of its own half of the val set",
+                       [("    if run.world_size > 1:\n        dist.all_reduce(loss)\n    return loss.item() / val_tokens\n",
+                         "    return loss.item() / val_tokens * run.world_size\n")], None),
+    "log_format@boundary": ("is_val_step's boundary of the last 10% at <= 0.9: step 2925 of 3250 (0.9 exactly) loses its "
+                            "val (a 12-step run never reaches it)",
+                            [("    return step % (125 if step / train_steps < 0.9 else 25) == 0\n",
+                              "    return step % (125 if step / train_steps <= 0.9 else 25) == 0\n")], None),
     "hardcoded": ("a hyperparameter read from the environment",
                   [("lr=0.025, weight_decay=0.05, mu=0.95)",
                     'lr=float(os.environ.get("MUON_LR", "0.025")), weight_decay=0.05, mu=0.95)')], None),

@@ -47,7 +47,8 @@ CHECKS = [
      "whole and split as 2 and 4 ranks split it (float64)",
      "reduce over each matrix only (dim=(-2, -1), keepdim=True), never over the stack's first dimension: which "
      "matrices share a stack depends on the number of GPUs (docs/writing-an-approach.md)"),
-    ("ranks", "2.7", "every rank ends each trial with the same parameters and extension `state`",
+    ("ranks", "2.7", "every rank ends each trial with the same parameters and extension `state`; update() gets the "
+     "gradients summed over ranks; 2 ranks give 1 rank's val losses and readouts",
      "sum every gradient over ranks before the update (main() does it for an optimizer without `owner`); an "
      "optimizer with `owner` must sum its own and hand every rank what it updated (Muon: reduce-scatter, all-gather); "
      "compute `state` the same way on every rank"),

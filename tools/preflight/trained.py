@@ -255,7 +255,9 @@ class FlipProbe(Probe):
         if torch.equal(both, 2 * old):  # |x + x| = 2 |x| exactly: nothing moved here (the usual case, cheap)
             return
         a = torch.stack(torch._foreach_norm(new)).double()
-        cos = (both ** 2 - a ** 2 - old ** 2) / 2 / (a * old)  # <new, old> / (|new| |old|)
+        # <new, old> / (|new| |old|) from |new + old|^2 = |new|^2 + 2 <new, old> + |old|^2; the norms' rounding can
+        # take it past -1 or 1 (new = -k old), hence the clamp
+        cos = ((both ** 2 - a ** 2 - old ** 2) / 2 / (a * old)).clamp(-1.0, 1.0)
         for i in ((cos < self.COS) & (a > 0) & (old > 0)).nonzero().flatten().tolist():
             seen = self.r["flips"].setdefault((place, named[i][0]), dict(step=step, cos=cos[i].item(), count=0,
                                                                          trial=self.hub.trial))
