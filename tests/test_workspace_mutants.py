@@ -62,3 +62,140 @@ def test_a_paired_run_without_the_metric_is_left_out(tmp_path):
     c = sweep.compare(mine, ref, 0.001, 3.0, "val_ema_loss")  # the run of seed 1 logs no val_ema_loss
     assert c["seeds"] == [0] and c["how"] == "paired over 1 seed(s) (each run's last value: no common val step)"
     assert c["delta"] == pytest.approx(-0.0020, abs=1e-9) and c["se"] == pytest.approx(0.001 * math.sqrt(2), abs=1e-12)
+
+
+# --- tools.board: the bucket's listing ----------------------------------------------------------------------------
+
+class ListingApi:
+    """list_bucket_tree only, recording its arguments; lists `paths` like the hub (prefix honoured)."""
+
+    def __init__(self, paths):
+        self.paths, self.calls = paths, []
+
+    def list_bucket_tree(self, bucket_id, prefix=None, *, recursive=None, token=None):
+        from huggingface_hub._buckets import BucketFile
+        self.calls.append((bucket_id, prefix, recursive))
+        return iter([BucketFile(type="file", path=p, size=1, xetHash="0" * 64) for p in self.paths
+                     if p.startswith(prefix or "")])
+
+
+def test_the_listing_is_of_board_in_the_bucket_recursively(tmp_path):
+    api = ListingApi(["board/20261206-183005_agent-01.md", "20261206-183006_agent-02.md", "board/notes.txt"])
+    b = board.BucketBoard("team/ws", api, str(tmp_path / "spool"), str(tmp_path / "cache"))
+    assert b._remote() == ["20261206-183005_agent-01.md"]  # a message-like file outside board/ is not on the board
+    assert api.calls == [("team/ws", "board/", True)]
+
+
+# --- tools.board: claims -------------------------------------------------------------------------------------------
+
+def at(minutes=0, seconds=0):
+    return T0 + datetime.timedelta(minutes=minutes, seconds=seconds)
+
+
+def test_the_post_right_after_a_claim_keeps_it_open():
+    msgs = [message("Claim: a", extra={"claim": "a"}), message("progress", when=at(100))]
+    (c,) = board.claims(msgs, at(150))
+    assert (c["last"], c["expires"], c["status"]) == (at(100), at(220), "open")
+
+
+def test_a_post_exactly_two_hours_later_is_too_late():
+    msgs = [message("Claim: a", extra={"claim": "a"}), message("progress", when=at(120))]
+    (c,) = board.claims(msgs, at(119, 59))
+    assert (c["last"], c["expires"], c["status"]) == (T0, at(120), "open")
+    (c,) = board.claims(msgs, at(120))
+    assert c["status"] == "expired"
+    msgs[1] = message("progress", when=at(119, 59))
+    (c,) = board.claims(msgs, at(130))
+    assert (c["last"], c["status"]) == (at(119, 59), "open")
+
+
+def test_a_claim_is_released_at_the_second_of_its_release():
+    claim = message("Claim: a", extra={"claim": "a"})
+    rel = message("Released: a", when=at(5), extra={"release": [claim.name]})
+    assert board.claims([claim, rel], at(5)) == [
+        {"name": claim.name, "agent": "agent-01", "direction": "a", "time": T0, "last": at(5), "expires": at(125),
+         "status": "released", "released_by": rel.name}]
+    assert board.claims([claim, rel], at(4, 59))[0]["status"] == "open"
+
+
+def test_a_release_written_by_hand_as_one_name():
+    claim = message("Claim: a", extra={"claim": "a"})
+    rel = message("Released: a", when=at(5), extra={"release": claim.name})  # `release: NAME`, not a list
+    (c,) = board.claims([claim, rel], at(6))
+    assert (c["status"], c["released_by"]) == ("released", rel.name)
+
+
+def test_a_backslash_path_names_the_artifact():
+    m = message("**Leaderboard result:** 3075 steps · artifacts\\win_agent-01\\", refs=["records\\r_X"])
+    assert board.named_artifacts(m, board.markers([m])[0][2]) == ["records/r_X", "artifacts/win_agent-01"]
+    m = message("**Leaderboard result:** 3075 steps · artifacts/sweep_X.")
+    assert board.named_artifacts(m, board.markers([m])[0][2]) == ["artifacts/sweep_X"]
+
+
+# --- tools.board: the commands, as a user runs them -----------------------------------------------------------------
+
+def cli(capsys, tmp_path, *argv, now=T0, code=0, agent="agent-01"):
+    capsys.readouterr()
+    got = board.main(["--board", str(tmp_path / "board")] + (["--agent", agent] if agent else []) + list(argv), now=now)
+    out, err = capsys.readouterr()
+    assert got == code, (out, err)
+    return out, err
+
+
+def board_text(tmp_path, name):
+    return (tmp_path / "board" / name).read_text()
+
+
+def test_claim_and_release_texts(tmp_path, capsys, monkeypatch):
+    _, err = cli(capsys, tmp_path, "claim", " ", code=2)
+    assert err == 'error: claim what? give the direction as one argument: claim "Muon lr 0.03 with wd 0.1"\n'
+    monkeypatch.setenv("AGENT_ID", "agent-07")
+    cli(capsys, tmp_path, "claim", "one", agent=None)
+    cli(capsys, tmp_path, "claim", "two", now=at(1), agent=None)
+    assert board.parse(board_text(tmp_path, "20261206-183005_agent-07.md"))[1] == "Claim: one\n"
+    _, err = cli(capsys, tmp_path, "release", "20261206-183005_agent-07", code=2)
+    assert err == "error: 20261206-183005_agent-07.md is not an open claim of agent-01 (open: none)\n"
+    cli(capsys, tmp_path, "release", now=at(2), agent=None)
+    meta, body = board.parse(board_text(tmp_path, "20261206-183205_agent-07.md"))
+    assert meta["release"] == ["20261206-183005_agent-07.md", "20261206-183105_agent-07.md"]
+    assert body == "Released: one; two\n"
+
+
+def fake_checks(monkeypatch, verdicts):
+    """check_marker replaced: message name -> (verified, why, artifact)."""
+    monkeypatch.setattr(board, "check_marker", lambda root, m, steps, line: verdicts[m.name])
+
+
+def test_result_rows_and_new_best(tmp_path, capsys, monkeypatch):
+    for i, steps in enumerate((3100, 3100, 3000, 2900, 3000)):
+        cli(capsys, tmp_path, "post", f"**Leaderboard result:** {steps} steps · x", now=at(i))
+    names = [f"20261206-18{30 + i}05_agent-01.md" for i in range(5)]
+    fake_checks(monkeypatch, {names[0]: (True, "ok 0", "artifacts/a"), names[1]: (True, "ok 1", "artifacts/b"),
+                              names[2]: (True, "ok 2", "artifacts/c"), names[3]: (False, "bad", None),
+                              names[4]: (True, "ok 4", "artifacts/e")})
+    rows = board.result_rows(board.load(board.LocalBoard(str(tmp_path / "board"))), ".")
+    line = "**Leaderboard result:** {} steps · x"
+    assert rows == [
+        {"name": names[0], "agent": "agent-01", "steps": 3100, "verified": True, "why": "ok 0", "artifact": "artifacts/a",
+         "new_best": True, "line": line.format(3100), "unverified_best": False},
+        {"name": names[1], "agent": "agent-01", "steps": 3100, "verified": True, "why": "ok 1", "artifact": "artifacts/b",
+         "new_best": False, "line": line.format(3100), "unverified_best": False},  # equal is not below
+        {"name": names[2], "agent": "agent-01", "steps": 3000, "verified": True, "why": "ok 2", "artifact": "artifacts/c",
+         "new_best": True, "line": line.format(3000), "unverified_best": False},
+        {"name": names[3], "agent": "agent-01", "steps": 2900, "verified": False, "why": "bad", "artifact": None,
+         "new_best": False, "line": line.format(2900), "unverified_best": True},
+        {"name": names[4], "agent": "agent-01", "steps": 3000, "verified": True, "why": "ok 4", "artifact": "artifacts/e",
+         "new_best": False, "line": line.format(3000), "unverified_best": False}]
+    out, _ = cli(capsys, tmp_path, "results", code=1)
+    assert out.splitlines() == [
+        "message                                    agent             steps  best      check",
+        f"{names[0]}                agent-01           3100  NEW BEST  verified: ok 0",
+        f"{names[1]}                agent-01           3100            verified: ok 1",
+        f"{names[2]}                agent-01           3000  NEW BEST  verified: ok 2",
+        f"{names[3]}                agent-01           2900            unverified: bad (would be a new best)",
+        f"{names[4]}                agent-01           3000            verified: ok 4"]
+    out, _ = cli(capsys, tmp_path, "results", "--json", code=1)
+    assert out.startswith('[\n {\n  "name": "20261206-183005_agent-01.md",\n')
+    fake_checks(monkeypatch, {n: (True, "ok", "artifacts/a") for n in names})  # all verified: exit 0
+    assert cli(capsys, tmp_path, "results")[0].count("NEW BEST") == 3
+    cli(capsys, tmp_path, "results", "--json")
