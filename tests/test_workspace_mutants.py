@@ -73,14 +73,16 @@ class ListingApi:
         self.paths, self.calls = paths, []
 
     def list_bucket_tree(self, bucket_id, prefix=None, *, recursive=None, token=None):
-        from huggingface_hub._buckets import BucketFile
+        from huggingface_hub._buckets import BucketFile, BucketFolder
         self.calls.append((bucket_id, prefix, recursive))
-        return iter([BucketFile(type="file", path=p, size=1, xetHash="0" * 64) for p in self.paths
+        return iter([BucketFolder(type="directory", path=p[:-1], uploadedAt=None) if p.endswith("/") else
+                     BucketFile(type="file", path=p, size=1, xetHash="0" * 64) for p in self.paths
                      if p.startswith(prefix or "")])
 
 
 def test_the_listing_is_of_board_in_the_bucket_recursively(tmp_path):
-    api = ListingApi(["board/20261206-183005_agent-01.md", "20261206-183006_agent-02.md", "board/notes.txt"])
+    api = ListingApi(["board/20261206-183005_agent-01.md", "20261206-183006_agent-02.md", "board/notes.txt",
+                      "board/20261206-183007_agent-03.md/"])  # the last one a folder
     b = board.BucketBoard("team/ws", api, str(tmp_path / "spool"), str(tmp_path / "cache"))
     assert b._remote() == ["20261206-183005_agent-01.md"]  # a message-like file outside board/ is not on the board
     assert api.calls == [("team/ws", "board/", True)]
@@ -199,3 +201,67 @@ def test_result_rows_and_new_best(tmp_path, capsys, monkeypatch):
     fake_checks(monkeypatch, {n: (True, "ok", "artifacts/a") for n in names})  # all verified: exit 0
     assert cli(capsys, tmp_path, "results")[0].count("NEW BEST") == 3
     cli(capsys, tmp_path, "results", "--json")
+
+
+# --- tools.sweep: the noise and the comparison ----------------------------------------------------------------------
+
+PUBLIC = "the public baseline's runs (tools/reference/baseline_curve.csv)"
+
+
+def test_noise_sources(tmp_path):
+    public = {"sigma": 0.00134, "n": 10, "step": 3250, "mean": 3.27866, "source": PUBLIC}
+    assert sweep.noise(None, {}, "r") == public
+    one = trials(tmp_path, "one", [(0, 3.2780)])
+    assert sweep.noise(None, {"r": one}, "r") == public  # one run of the reference: no noise from it
+    assert sweep.noise(None, {"r": one}, "r", "val_ema_loss") == {
+        **public, "source": PUBLIC + "; its std is of val_loss: it has no val_ema_loss"}
+    two = trials(tmp_path, "two", [(0, 3.2780), (1, 3.2790)])
+    got = sweep.noise(None, {"r": two, "o": one}, "r")
+    assert got == {"sigma": pytest.approx(0.0007071, abs=1e-7), "n": 2, "step": 3250,
+                   "mean": pytest.approx(3.2785, abs=1e-9), "source": "the reference variant r"}
+    # two runs of the reference without the metric: the public curve
+    assert sweep.noise(None, {"r": two}, "r", "val_ema_loss")["source"].startswith(PUBLIC)
+    paths = [str(tmp_path / "two_0.txt"), str(tmp_path / "two_1.txt")]
+    got = sweep.noise(paths, {"r": one}, "r")
+    assert got == {"sigma": pytest.approx(0.0007071, abs=1e-7), "n": 2, "step": 3250,
+                   "mean": pytest.approx(3.2785, abs=1e-9), "source": f"--baseline {paths[0]} {paths[1]}"}
+    with pytest.raises(sweep.SweepError, match=r"^--baseline: 1 run: the seed noise needs at least 2$"):
+        sweep.noise(paths[:1], {}, "r")
+
+
+def test_compare_in_full(tmp_path):
+    ref = trials(tmp_path, "ref", [(0, 3.2780), (1, 3.2790), (2, 3.2800)])
+    mine = trials(tmp_path, "mine", [(1, 3.2760), (2, 3.2760), (5, 3.2000)])  # seed 5: not in the reference
+    assert sweep.compare(mine, ref, 0.001, 3.0) == {
+        "step": 3250, "delta": pytest.approx(-0.0035, abs=1e-9), "se": pytest.approx(0.001, abs=1e-12),
+        "z": pytest.approx(-3.5, abs=1e-6), "paired": True, "seeds": [1, 2],
+        "how": "paired over 2 seed(s) at step 3250", "beyond": True, "verdict": "lower, beyond the noise"}
+    c = sweep.compare(mine, ref, 0.001, 4.0)
+    assert (c["beyond"], c["verdict"]) == (False, "within the noise")
+    other = trials(tmp_path, "other", [(7, 3.2830), (8, 3.2850)])  # no seed in common: unpaired, 2 vs 3 runs
+    c = sweep.compare(other, ref, 0.001, 3.0)
+    assert c == {"step": 3250, "delta": pytest.approx(0.005, abs=1e-9),
+                 "se": pytest.approx(0.001 * math.sqrt(1 / 2 + 1 / 3), abs=1e-12),
+                 "z": pytest.approx(0.005 / (0.001 * math.sqrt(5 / 6)), abs=1e-6), "paired": False, "seeds": [],
+                 "how": "unpaired, 2 vs 3 runs at step 3250", "beyond": True, "verdict": "higher, beyond the noise"}
+    # exactly z standard errors is beyond: delta 0.125 = 2 x se 0.0625 (sigma 0.0625, 2 seeds paired; all exact
+    # binary fractions)
+    a = trials(tmp_path, "a", [(0, 3.3750), (1, 3.3750)])
+    b = trials(tmp_path, "b", [(0, 3.2500), (1, 3.2500)])
+    c = sweep.compare(a, b, 0.0625, 2.0)
+    assert (c["delta"], c["se"], c["z"], c["beyond"], c["verdict"]) == (0.125, 0.0625, 2.0, True,
+                                                                        "higher, beyond the noise")
+    assert sweep.compare(other, [], 0.001, 3.0) is None and sweep.compare([], ref, 0.001, 3.0) is None
+
+
+def test_common_step():
+    class T:
+        def __init__(self, steps):
+            self.steps = steps
+
+        def losses(self, metric):
+            return {s: 3.0 for s in self.steps} if metric == "val_loss" else {}
+    assert sweep.common_step([T([0, 125, 250]), T([0, 125])]) == 125
+    assert sweep.common_step([T([0, 250]), T([125])]) is None
+    assert sweep.common_step([T([0, 250])], "val_ema_loss") is None
+    assert sweep.common_step([]) is None
