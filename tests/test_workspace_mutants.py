@@ -265,3 +265,44 @@ def test_common_step():
     assert sweep.common_step([T([0, 250]), T([125])]) is None
     assert sweep.common_step([T([0, 250])], "val_ema_loss") is None
     assert sweep.common_step([]) is None
+
+
+# --- tools.board: never overwriting ----------------------------------------------------------------------------------
+
+def test_a_post_is_linked_from_a_hidden_file_in_the_board(tmp_path, monkeypatch):
+    links, real_link = [], os.link
+    monkeypatch.setattr(os, "link", lambda src, dst: (links.append((src, dst)), real_link(src, dst))[1])
+    d = tmp_path / "board"
+    d.mkdir()
+    assert board._create(str(d), "20261206-183005_agent-01.md", b"x") is True
+    ((src, dst),) = links
+    assert os.path.dirname(src) == str(d) and os.path.basename(src).startswith(".tmp-")
+    assert dst == str(d / "20261206-183005_agent-01.md") and os.listdir(d) == ["20261206-183005_agent-01.md"]
+    assert board._create(str(d), "20261206-183005_agent-01.md", b"y") is False
+    assert (d / "20261206-183005_agent-01.md").read_bytes() == b"x" and len(os.listdir(d)) == 1
+
+
+def bucket_api():
+    from test_tools_board import FakeHfApi
+
+    class Recording(FakeHfApi):
+        buckets = []
+
+        def batch_bucket_files(self, bucket_id, **kw):
+            self.buckets.append(bucket_id)
+            return super().batch_bucket_files(bucket_id, **kw)
+    return Recording()
+
+
+def test_a_post_reads_back_from_the_bucket_not_the_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    api = bucket_api()
+    where = ["--bucket", "team/ws", "--spool", str(tmp_path / "spool"), "--agent", "agent-01"]
+    assert board.main(where + ["post", "first"], api=api, now=T0) == 0
+    assert board.main(where + ["list"], api=api, now=T0) == 0  # cached now
+    del api.files["board/20261206-183005_agent-01.md"]  # removed from the bucket by hand; still in the cache
+    capsys.readouterr()
+    assert board.main(where + ["post", "second"], api=api, now=T0) == 0
+    assert capsys.readouterr().out.startswith("posted 20261206-183005_agent-01.md ")  # read back: it is ours
+    assert sorted(api.files) == ["board/20261206-183005_agent-01.md"] and api.buckets == ["team/ws", "team/ws"]
+    assert board.parse(api.files["board/20261206-183005_agent-01.md"].decode())[1] == "second\n"
