@@ -306,3 +306,21 @@ def test_a_post_reads_back_from_the_bucket_not_the_cache(tmp_path, capsys, monke
     assert capsys.readouterr().out.startswith("posted 20261206-183005_agent-01.md ")  # read back: it is ours
     assert sorted(api.files) == ["board/20261206-183005_agent-01.md"] and api.buckets == ["team/ws", "team/ws"]
     assert board.parse(api.files["board/20261206-183005_agent-01.md"].decode())[1] == "second\n"
+
+
+def test_without_hard_links_a_post_is_rw_r_r(tmp_path, monkeypatch):
+    import errno
+    import stat
+
+    def no_link(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_link)
+    old = os.umask(0o022)
+    try:
+        assert board._create(str(tmp_path), "20261206-183005_agent-01.md", b"x") is True
+        assert board._create(str(tmp_path), "20261206-183005_agent-01.md", b"y") is False
+    finally:
+        os.umask(old)
+    path = tmp_path / "20261206-183005_agent-01.md"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644 and path.read_bytes() == b"x"
+    assert os.listdir(tmp_path) == ["20261206-183005_agent-01.md"]  # the temporary file is gone
