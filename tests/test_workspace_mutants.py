@@ -43,6 +43,8 @@ def test_a_full_stop_after_the_artifact_is_not_part_of_its_name():
     assert board.named_artifacts(m, line) == ["artifacts/muon-wd_agent-01"]  # one artifact, not two
     m = message("**Leaderboard result:** 3075 steps · in records/2026.12_x.v2.", refs=["artifacts/a.b_agent-01"])
     assert board.named_artifacts(m, board.markers([m])[0][2]) == ["artifacts/a.b_agent-01", "records/2026.12_x.v2"]
+    m = message("**Leaderboard result:** 3075 steps · artifacts/sweep_X.")
+    assert board.named_artifacts(m, board.markers([m])[0][2]) == ["artifacts/sweep_X"]
 
 
 def test_no_difference_is_never_beyond_the_noise(tmp_path):
@@ -130,8 +132,6 @@ def test_a_release_written_by_hand_as_one_name():
 def test_a_backslash_path_names_the_artifact():
     m = message("**Leaderboard result:** 3075 steps · artifacts\\win_agent-01\\", refs=["records\\r_X"])
     assert board.named_artifacts(m, board.markers([m])[0][2]) == ["records/r_X", "artifacts/win_agent-01"]
-    m = message("**Leaderboard result:** 3075 steps · artifacts/sweep_X.")
-    assert board.named_artifacts(m, board.markers([m])[0][2]) == ["artifacts/sweep_X"]
 
 
 # --- tools.board: the commands, as a user runs them -----------------------------------------------------------------
