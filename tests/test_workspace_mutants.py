@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tools_logtext import add_column, curve, log_text, write  # noqa: E402
 
 from tools import board, sweep  # noqa: E402
-from tools.logs import read_runs  # noqa: E402
+from tools.logs import LogError, read_runs  # noqa: E402
 
 T0 = datetime.datetime(2026, 12, 6, 18, 30, 5, tzinfo=datetime.timezone.utc)
 
@@ -324,3 +324,18 @@ def test_without_hard_links_a_post_is_rw_r_r(tmp_path, monkeypatch):
     path = tmp_path / "20261206-183005_agent-01.md"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644 and path.read_bytes() == b"x"
     assert os.listdir(tmp_path) == ["20261206-183005_agent-01.md"]  # the temporary file is gone
+
+
+def test_noise_on_another_metric(tmp_path):
+    # val_loss 3.2780, 3.2790 (std 0.00071); val_ema_loss 3.2780, 3.2760 (std 0.00141, mean 3.2770)
+    paths = []
+    for seed, final, offset in ((0, 3.2780, 0.0), (1, 3.2790, -0.003)):
+        text = add_column(log_text([{"points": curve(final), "seed": seed}]), "val_ema_loss", offset)
+        paths.append(str(write(tmp_path / f"ema_{seed}.txt", text)))
+    runs = read_runs(paths).trials
+    want = {"sigma": pytest.approx(0.0014142, abs=1e-7), "n": 2, "step": 3250, "mean": pytest.approx(3.2770, abs=1e-9)}
+    assert sweep.noise(paths, {}, "r", "val_ema_loss") == {**want, "source": f"--baseline {paths[0]} {paths[1]}"}
+    assert sweep.noise(None, {"r": runs}, "r", "val_ema_loss") == {**want, "source": "the reference variant r"}
+    bare = str(write(tmp_path / "bare.txt", log_text([{"points": curve(3.2780), "seed": 2}])))
+    with pytest.raises(LogError, match=r"^1 of 3 runs log no column val_ema_loss"):
+        sweep.noise(paths + [bare], {}, "r", "val_ema_loss")  # a baseline run without the column: refused
