@@ -339,3 +339,38 @@ def test_noise_on_another_metric(tmp_path):
     bare = str(write(tmp_path / "bare.txt", log_text([{"points": curve(3.2780), "seed": 2}])))
     with pytest.raises(LogError, match=r"^1 of 3 runs log no column val_ema_loss"):
         sweep.noise(paths + [bare], {}, "r", "val_ema_loss")  # a baseline run without the column: refused
+
+
+# --- tools.sweep: the names, the values and the replacement ----------------------------------------------------------
+
+SECTION = ("import os\n# " + "-" * 40 + "\n# Init & Optim Hyperparams\ntrain_steps = 100\nmode = 'a'\n"
+           "opt = Muon(params, lr=0.02, mu=0.95)  # one line, two literals\n# " + "-" * 40 + "\nx = 1\n")
+
+
+def test_two_literals_of_one_line_are_replaced_right_to_left():
+    found, ambiguous = sweep.literals(SECTION)
+    assert sorted(found) == ["Muon.lr", "Muon.mu", "lr", "mode", "mu", "train_steps"] and ambiguous == {}
+    new = sweep.replace(SECTION, [(found["Muon.lr"], "0.025"), (found["mu"], "0.9")])
+    old_lines, new_lines = SECTION.splitlines(), new.splitlines()
+    assert [i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b] == [5]
+    assert new_lines[5] == "opt = Muon(params, lr=0.025, mu=0.9)  # one line, two literals"
+    assert len(new_lines) == len(old_lines)
+
+
+def test_parse_set_names_and_values():
+    found, ambiguous = sweep.literals(SECTION)
+    lit, texts = sweep.parse_set("mode='x=y', 'z'", found, ambiguous)  # the first = splits
+    assert (lit.name, texts) == ("mode", ["'x=y'", "'z'"])
+    for item in ("=0.02", "lr", "lr=", "lr= "):
+        with pytest.raises(sweep.SweepError) as e:
+            sweep.parse_set(item, found, ambiguous)
+        assert str(e.value) == (f"--set {item!r}: expected NAME=V1,V2,... (python -m tools.sweep SCRIPT --list shows "
+                                "the names)")
+
+
+def test_same_kind():
+    assert sweep._same_kind("adam", None) and sweep._same_kind(None, 0.5) and sweep._same_kind(None, None)
+    assert sweep._same_kind("a", "b") and not sweep._same_kind("a", 1) and not sweep._same_kind(1, "a")
+    assert sweep._same_kind((0.9, 0.95), (0.8, 1)) and not sweep._same_kind((0.9, 0.95), ("a", "b"))
+    assert not sweep._same_kind((0.9, 0.95), (0.8,)) and not sweep._same_kind((0.9, 0.95), 0.9)
+    assert not sweep._same_kind(True, 1) and not sweep._same_kind(1, True) and sweep._same_kind(0, 0.01)
