@@ -545,8 +545,9 @@ def named_artifacts(message, line):
     found = []
     for text in list(message.refs) + [line]:
         for m in ARTIFACT_RE.finditer(text.replace("\\", "/")):
-            if m[1] not in found:
-                found.append(m[1].rstrip("/"))
+            name = m[1].rstrip(".")  # the full stop of a sentence is not part of the name
+            if name not in found:
+                found.append(name)
     return found
 
 

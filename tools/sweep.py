@@ -601,8 +601,8 @@ def compare(runs, ref_runs, sigma, z, metric="val_loss"):
     step = common_step(runs + ref_runs, metric)
     value = (lambda t: t.losses(metric)[step]) if step is not None else (lambda t: last_value(t, metric)[1])
     where = f" at step {step}" if step is not None else " (each run's last value: no common val step)"
-    mine = {t.seed: value(t) for t in runs if t.seed is not None}
-    theirs = {t.seed: value(t) for t in ref_runs if t.seed is not None}
+    mine = {t.seed: value(t) for t in runs if t.seed is not None and value(t) is not None}
+    theirs = {t.seed: value(t) for t in ref_runs if t.seed is not None and value(t) is not None}
     common = sorted(set(mine) & set(theirs))
     if common:
         diffs = [mine[s] - theirs[s] for s in common]
@@ -618,7 +618,7 @@ def compare(runs, ref_runs, sigma, z, metric="val_loss"):
         se = sigma * math.sqrt(1 / len(a) + 1 / len(b))
         how = f"unpaired, {len(a)} vs {len(b)} runs{where}"
     zval = delta / se if se > 0 else math.copysign(math.inf, delta) if delta else 0.0
-    beyond = math.isfinite(delta) and abs(delta) >= z * se
+    beyond = math.isfinite(delta) and delta != 0 and abs(delta) >= z * se  # no difference is never beyond
     verdict = ("lower, beyond the noise" if beyond and delta < 0 else "higher, beyond the noise" if beyond
                else "within the noise")
     return {"step": step, "delta": delta, "se": se, "z": zval, "paired": bool(common), "seeds": common, "how": how,
