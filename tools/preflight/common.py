@@ -132,3 +132,12 @@ def _merge(labelled):
         merged.setdefault(problem, []).append(label)
     lines = [f"{', '.join(labels)}: {problem}" for problem, labels in merged.items()]
     return lines[:2] + ([f"and {len(lines) - 2} more like these"] if len(lines) > 2 else [])
+
+
+def stall_text(run):
+    """A run killed at its time limit: the limit, and where each rank was (the status file its hub kept)."""
+    places = [f"rank {r.get('rank')} was {r['where']}" for r in run["results"] if r.get("where")]
+    text = (f"stalled: not done after {run['limit_s']:.0f} s (its limit: {run['limit_why']}), killed"
+            + ("; " + "; ".join(places) if places else "; it never reached main()"))
+    output = (run.get("outputs") or [""])[0].strip()
+    return text + ("\n  last output:\n" + "\n".join(output.splitlines()[-10:]) if output else "")

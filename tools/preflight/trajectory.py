@@ -7,7 +7,7 @@ import zlib
 
 import torch
 
-from tools.preflight.common import FAIL, PASS, SKIP, _clip
+from tools.preflight.common import FAIL, PASS, SKIP, _clip, stall_text
 from tools.preflight.fingerprint import _leaves, numeric_hparams, optimizer_label
 from tools.preflight.probes import Probe
 
@@ -221,7 +221,6 @@ def judge_val_steer(report, runs):
     if not twin["completed"]:
         error = next((r.get("traceback") or r.get("error") for r in twin["results"] if r.get("error")), None)
         if twin.get("killed") == "time":  # the long run did not stall: the perturbed val losses made it
-            from tools.preflight.verdicts import stall_text
             report.set("val_steer", FAIL, "the twin run (val losses perturbed) " + stall_text(twin).split("\n")[0]
                        + ", where the long run did not")
         elif twin.get("killed"):

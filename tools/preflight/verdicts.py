@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from tools.preflight.common import FAIL, PASS, SKIP, WORLD, _clip, _groups
+from tools.preflight.common import FAIL, PASS, SKIP, WORLD, _clip, _groups, stall_text  # noqa: F401
 from tools.preflight.fingerprint import _bytes
 from tools.preflight.logcheck import run_nonfinite_lines
 from tools.preflight.trained import flip_problems
@@ -50,15 +50,6 @@ def _count(runs, key):
 
 def _size(n):
     return f"{n / 2 ** 20:.1f} MB" if n >= 2 ** 20 else f"{n / 2 ** 10:.1f} KB" if n >= 2 ** 10 else f"{n} bytes"
-
-
-def stall_text(run):
-    """A run killed at its time limit: the limit, and where each rank was (the status file its hub kept)."""
-    places = [f"rank {r.get('rank')} was {r['where']}" for r in run["results"] if r.get("where")]
-    text = (f"stalled: not done after {run['limit_s']:.0f} s (its limit: {run['limit_why']}), killed"
-            + ("; " + "; ".join(places) if places else "; it never reached main()"))
-    output = (run.get("outputs") or [""])[0].strip()
-    return text + ("\n  last output:\n" + "\n".join(output.splitlines()[-10:]) if output else "")
 
 
 def judge_run(report, runs, skipped):
