@@ -311,8 +311,9 @@ def alive(pids, groups):
 
 # The preflight of the Ctrl-C test with time limits no run can reach: the runs stall until the SIGINT, which the test
 # sends once they say so (a file each), so nothing races the preflight's own limits however busy the machine is.
-NO_LIMITS = ("import sys; from tools.preflight import runs, report; runs.TIME_SLACK_S = runs.FALLBACK_BASE_S = 1e6; "
-             "sys.exit(report.main(sys.argv[1:]))")
+NO_LIMITS = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+             "from tools.preflight import runs, report; runs.TIME_SLACK_S = runs.FALLBACK_BASE_S = 1e6; "
+             "sys.exit(report.main(sys.argv[1:]))")  # SIGUSR1: its stacks on stderr, for a test that it outlives
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
@@ -337,7 +338,14 @@ def test_ctrl_c_stops_every_run_and_leaves_no_process(copies):
         seen = descendants(proc.pid)
         assert stalled <= set(seen) and sorted(alive(stalled, set())) == sorted(stalled), (stalled, seen)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:  # the limit is only against a hang (a busy CI machine once took more than 120 s)
+            out, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # where it hangs, for the failure message
+            time.sleep(2)
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the preflight did not exit within 600 s of the SIGINT; its stacks:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,6 +4,7 @@
 Mutation testing runs this file with test_preflight_judging.py (docs/preflight.md, Mutation testing); the
 end-to-end broken copies are in test_preflight.py.
 """
+import copy
 import math
 import os
 
@@ -515,3 +516,16 @@ def test_judge_descent_fail_text_ends_with_the_last_entry():
     um.judge_descent(report, runs)
     assert report.checks["descent"]["detail"].endswith("optimizer 0 (Muon) group 0, b (16, 16): <G, dW + lr wd W> = "
                                                        "+1 at step 2 (cosine +0.500)")
+
+
+@pytest.mark.parametrize("copy_name", ["resume", "resume@global"])
+def test_stack_split_simulates_each_rank_with_its_own_optimizer_and_globals(tmp_path, copy_name):
+    """A buffer kept by stack shape in an attribute of the optimizer or in a module global is per process on GPUs:
+    two simulated ranks sharing one would mix their matrices here and nowhere else. Those copies fail `resume` (the
+    buffer is not in a checkpoint), not `stack_split`; and the probe leaves the run's global as it found it."""
+    mod, path = module(copy_name, *pc.BROKEN[copy_name][1:], tmp=tmp_path)
+    opt = muon_of(mod, [(4, 4)])
+    before = copy.deepcopy(getattr(mod, "MOMENTA", None))
+    assert um.stack_split_problems(opt, 0, mod, path) == ([], None)
+    assert getattr(mod, "MOMENTA", None) == before
+    assert not vars(opt).get("momenta")  # the run's optimizer: no buffer of the probe's stacks

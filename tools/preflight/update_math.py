@@ -169,24 +169,49 @@ def _run_split(opt, module, group, parts, inputs, spy=None):
     """update() on each part (a rank's stack) for every call of `inputs` [(W0, [G per call])], through the
     machinery's own stacking of per-matrix state. Returns per call [(new W, per-matrix state)] for all matrices."""
     ns, ns64 = getattr(module, "newton_schulz", None), _float64_newton_schulz(module)
-    twin = _float64_twin(opt, module, ns64)
+    # one copy per rank: on GPUs every rank has its own optimizer object, so attributes of one (a buffer kept
+    # by stack shape, say) are never seen by another; state per matrix is carried by the machinery (below)
+    twins = [_float64_twin(opt, module, ns64) for _ in parts]
+    # and its own module: the script's mutable globals (a buffer kept in a dict, say) are per process, so each
+    # simulated rank gets a copy of them, and the run's own are back in place afterwards, untouched
+    run_globals = {name: v for name, v in vars(module).items()
+                   if not name.startswith("__") and isinstance(v, (dict, list, set, torch.Tensor))}
+    rank_globals = [_copies(run_globals) for _ in parts]
+
+    def switch(rank, entering):
+        if entering:
+            vars(module).update(rank_globals[rank])
+        else:  # what update() left there, rebound names too
+            rank_globals[rank] = {name: vars(module).get(name) for name in rank_globals[rank]}
     if ns64 is not None:
         module.newton_schulz = ns64  # update() may call the module's function itself
     try:
-        return _calls(twin, group, parts, inputs, spy)
+        return _calls(twins, group, parts, inputs, spy, switch)
     finally:
+        vars(module).update(run_globals)
         if ns64 is not None:
             module.newton_schulz = ns
 
 
-def _calls(twin, group, parts, inputs, spy):
+def _copies(values):
+    """Deep copies of what can be copied (a value that cannot, such as a process group inside, stays shared)."""
+    out = {}
+    for name, v in values.items():
+        try:
+            out[name] = copy.deepcopy(v)
+        except Exception:
+            out[name] = v
+    return out
+
+
+def _calls(twins, group, parts, inputs, spy, switch=lambda rank, entering: None):
     W0, grads = inputs
     W = list(W0)  # float64
     states = [{} for _ in range(STACK_K)]
     out = []
     for G in grads:
         new = [None] * STACK_K
-        for idx in parts:
+        for rank, (twin, idx) in enumerate(zip(twins, parts)):
             if not idx:
                 continue
             stack_W = torch.stack([W[i] for i in idx])
@@ -195,13 +220,17 @@ def _calls(twin, group, parts, inputs, spy):
             state = {key: torch.stack([states[i][key] for i in idx]) if torch.is_tensor(v) else v
                      for key, v in first.items()}
             g = dict(group)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                if spy is not None:
-                    with spy:
+            switch(rank, True)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    if spy is not None:
+                        with spy:
+                            updated = twin.update(stack_W, stack_G, state, g)
+                    else:
                         updated = twin.update(stack_W, stack_G, state, g)
-                else:
-                    updated = twin.update(stack_W, stack_G, state, g)
+            finally:
+                switch(rank, False)
             for j, i in enumerate(idx):
                 new[i] = updated[j].detach().clone()
                 states[i].update({key: v[j].detach().clone() if torch.is_tensor(v) else copy.deepcopy(v)
