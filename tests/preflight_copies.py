@@ -186,6 +186,41 @@ def set_hparams(step, optimizers, state):
 """
 
 
+# issue 31 (descent, stack_split): a Lion (sign of the interpolated momentum, decoupled weight decay) in place of Muon
+# on the hidden matrices, a plain torch.optim.Optimizer (its groups are judged as groups), with its step's sign flipped
+LION_FLIPPED = '''
+class Lion(torch.optim.Optimizer):
+    def __init__(self, params, lr, weight_decay, betas=(0.9, 0.99)):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                m = self.state[p].setdefault("exp_avg", torch.zeros_like(p))
+                p.mul_(1 - lr * wd).add_(m.lerp(p.grad, 1 - b1).sign(), alpha=lr)  # the sign flipped: alpha=-lr
+                m.lerp_(p.grad, 1 - b2)
+
+
+def make_optimizers(model):
+    adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.7),
+                              dict(params=[model.proj.weight], lr=0.004),
+                              dict(params=[p for p in model.parameters() if p.ndim < 2], lr=0.015)],
+                             betas=(0.8, 0.95), eps=1e-10, weight_decay=0.001, fused=True)
+    lion = Lion([p for p in model.blocks.parameters() if p.ndim == 2], lr=0.0005, weight_decay=0.5)
+    return [lion, adam]
+'''
+MUON_STEP = "        return W.mul_(1 - lr * wd).sub_(u, alpha=lr)\n"
+ISSUE31_BROKEN = {
+    "descent": ("gradient ascent on the hidden matrices: Muon's .sub_(u, alpha=lr) turned into .add_",
+                [(MUON_STEP, MUON_STEP.replace(".sub_(", ".add_("))], None),
+    "descent@lion": ("a Lion on the hidden matrices whose step has its sign flipped", [], LION_FLIPPED),
+    "stack_split": ("Muon's update normalized by its norm over the whole (k, m, n) stack, not each matrix's",
+                    [(MUON_STEP, "        u = u * min(u.shape[-2:]) ** 0.5 / (u.norm() + 1e-7)  # the RMS of the whole stack, not u's\n"
+                      + MUON_STEP)], None),
+}
+
 # Sub-strings of the baseline used below
 BACKWARD = "        loss.backward()\n"
 MUON_BUFS = '        m = state.setdefault("momentum_buffer", torch.zeros_like(G))\n'
@@ -282,9 +317,25 @@ def set_hparams(step, optimizers, state):
                          [("        if step == train_steps or is_val_step(step):  # every trial validates after its "
                            "last step\n", "        if is_val_step(step) and step < train_steps:\n")],
                          "\ndef is_val_step(step):\n    return step % 4 == 0\n"),
+    # issue 28: what the bitwise equality of the ranks cannot see (tools/preflight/world.py) and the val schedule
+    "ranks@mean": ("the reduce-scatter's sum made a mean: update() gets the gradients averaged over ranks (Muon, "
+                   "scale-invariant, trains as before)",
+                   [("            dist.reduce_scatter_tensor(grads, flat.view(-1))\n",
+                     "            dist.reduce_scatter_tensor(grads, flat.view(-1))\n            grads /= self.world_size\n")],
+                   None),
+    "ranks@val": ("evaluate() divides the val loss by the world size", [(
+        "    return loss.item() / val_tokens\n", "    return loss.item() / val_tokens / run.world_size\n")], None),
+    "ranks@val_half": ("evaluate() without the all-reduce: each rank returns the loss of its own half of the val set",
+                       [("    if run.world_size > 1:\n        dist.all_reduce(loss)\n    return loss.item() / val_tokens\n",
+                         "    return loss.item() / val_tokens * run.world_size\n")], None),
+    "log_format@boundary": ("is_val_step's boundary of the last 10% at <= 0.9: step 2925 of 3250 (0.9 exactly) loses its "
+                            "val (a 12-step run never reaches it)",
+                            [("    return step % (125 if step / train_steps < 0.9 else 25) == 0\n",
+                              "    return step % (125 if step / train_steps <= 0.9 else 25) == 0\n")], None),
     "hardcoded": ("a hyperparameter read from the environment",
                   [("lr=0.025, weight_decay=0.05, mu=0.95)",
                     'lr=float(os.environ.get("MUON_LR", "0.025")), weight_decay=0.05, mu=0.95)')], None),
+    **ISSUE31_BROKEN,
 }
 
 # Changes that must pass: precision only (RULES 4.4), and the frontier's loop changes.

@@ -111,7 +111,8 @@ def test_json(tmp_path, capsys):
     assert code == 0 and err == ""
     got = json.loads(out)
     assert got == [{
-        "path": path, "world_size": 8, "device": "NVIDIA H100 80GB HBM3", "header": HEADER, "has_script": True,
+        "path": path, "world_size": 8, "device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0+cu130",
+        "script_sha256": logs.script_sha256(SCRIPT), "header": HEADER, "has_script": True,
         "trials": [
             {"run": "demo.txt#1", "file": path, "trial": "1/2", "seed": 5, "train_steps": 250, "final_step": 125,
              "final_val_loss": 4.6, "stopped": True, "ends_early": False,
@@ -388,7 +389,8 @@ def test_public_claims_text(tmp_path, capsys):
                          "folder)",
                          " row  step           table metric          n     mean   margin  verdict"]
     assert lines[2] == "   2  3250    3.2775 (n=4) val_loss        4   3.2775  0.00500  PASS   [results/20260501_x]"
-    assert lines[3] == "          - skipped results/20260501_x/notes.txt: not a training log: no val line `step:S/N val_loss:L`"
+    assert lines[3] == f"          logs: NVIDIA H100 80GB HBM3 x8, torch 2.11.0+cu130, script {logs.script_sha256(SCRIPT)[:8]}"
+    assert lines[4] == "          - skipped results/20260501_x/notes.txt: not a training log: no val line `step:S/N val_loss:L`"
     row3 = next(l for l in lines if l.startswith("   3 "))
     assert row3 == ("   3  3225    3.2775 (n=4) val_loss        4   3.2795  0.00100  FAIL: margin 0.00100 < 0.004   "
                     "[results/20260501_x]")
@@ -491,11 +493,13 @@ def test_extract_errors_and_output(tmp_path, capsys):
     src = write(tmp_path / "run.txt", log_text([{0: 10.8, 10: 3.2}], train_steps=10))
     out = tmp_path / "out"
     assert public_claims.main(["--extract", src, "-o", str(out)]) == 0
-    assert capsys.readouterr().out == f"wrote {out / 'run.txt'} (5 lines)\n"
+    assert capsys.readouterr().out == f"wrote {out / 'run.txt'} (6 lines)\n"
     assert (out / "run.txt").read_text() == "\n".join(
-        [SEP, HEADER, SEP, val_line(0, 10, 10.8), val_line(10, 10, 3.2)]) + "\n"
+        [SEP, HEADER, SHA_LINE % logs.script_sha256(SCRIPT), SEP, val_line(0, 10, 10.8), val_line(10, 10, 3.2)]) + "\n"
     crlf = write(tmp_path / "crlf.txt", log_text([{0: 10.8, 10: 3.2}], train_steps=10).replace("\n", "\r\n"))
-    assert public_claims.extract(crlf) == (out / "run.txt").read_text()
+    crlf_sha = parse_file(crlf).script_sha256  # the script as printed, with its CRs
+    assert crlf_sha == logs.script_sha256(SCRIPT.replace("\n", "\r\n")) != logs.script_sha256(SCRIPT)
+    assert public_claims.extract(crlf) == (out / "run.txt").read_text().replace(logs.script_sha256(SCRIPT), crlf_sha)
     no_val = write(tmp_path / "noval.txt", SCRIPT + SEP + "\nh\n" + SEP + "\nhello\n")
     assert public_claims.main(["--extract", no_val, "-o", str(out)]) == 2
     assert capsys.readouterr().err == f"error: {no_val}: no val line after the header\n"
@@ -746,7 +750,11 @@ def test_git_export_of_many_files_and_a_missing_one(tmp_path):
 def test_extract_first_line_after_the_header(tmp_path):
     src = write(tmp_path / "pub.txt", "import os\n" + SEP + "\nhead\n" + SEP + "\nstep:0/10 val_loss:9.0\n"
                 "step:1/10 train_time:1ms\nstep:10/10 val_loss:3.0\n")
-    assert public_claims.extract(src) == SEP + "\nhead\n" + SEP + "\nstep:0/10 val_loss:9.0\nstep:10/10 val_loss:3.0\n"
+    assert public_claims.extract(src) == SEP + "\nhead\n" + SHA_LINE % logs.script_sha256("import os\n") + "\n" + SEP + \
+        "\nstep:0/10 val_loss:9.0\nstep:10/10 val_loss:3.0\n"
+
+
+SHA_LINE = "script_sha256=%s (the script above this header in the original log, left out here)"
 
 
 # --- the command lines' help -----------------------------------------------------------------------------------------
@@ -775,13 +783,13 @@ def test_logs_help(capsys, monkeypatch):
 def test_public_claims_help(capsys, monkeypatch):
     text = _help(capsys, monkeypatch, public_claims.main)
     assert text.startswith("usage: python -m tools.public_claims [-h] [--rows ROWS] [--all] [--extract] [-o DIR] "
-                           "[--json] [source ...]\n")
+                           "[--prs] [--from N] [--pr N,M] [--base REF] [--json] [source ...]\n")
     assert public_claims.__doc__.strip() in text  # the module's text with its line breaks
     flat = " ".join(text.split())
     for option in ["source the public repo: a git directory or a folder (or, with --extract, logs)",
                    "--rows ROWS only these rows, e.g. 44,46",
                    "--all also the rows the table marks as not significant",
-                   "--extract write the non-script part of each LOG into -o DIR", "-o DIR, --output DIR --json"]:
+                   "--extract write the non-script part of each LOG into -o DIR", "-o DIR, --output DIR --prs", "--json"]:
         assert option in flat, option
 
 
@@ -867,7 +875,7 @@ def test_only_spaces_tabs_and_cr_may_follow_a_separator(tmp_path, odd):
     log = parse_text(text, "a")
     assert log.script == script and log.header == "header"
     assert public_claims.extract(write(tmp_path / "t.txt", text)) == \
-        SEP + "\nheader\n" + SEP + "\nstep:0/10 val_loss:1.0\n"
+        SEP + "\nheader\n" + SHA_LINE % logs.script_sha256(script) + "\n" + SEP + "\nstep:0/10 val_loss:1.0\n"
 
 
 def test_two_launches_with_the_same_tag_in_one_file():
@@ -883,7 +891,8 @@ def test_two_launches_with_the_same_tag_in_one_file():
 def test_extract_keeps_what_follows_the_text(tmp_path):
     src = write(tmp_path / "pub.txt", "import os\n" + SEP + "\nh1  \nh2 step:1/2 val_loss:3.0 X\n" + SEP +
                 "\nstep:0/10 val_loss:9.0 \nstep:10/10 val_loss:3.0 X\r\n")
-    assert public_claims.extract(src) == (SEP + "\nh1  \nh2 step:1/2 val_loss:3.0 X\n" + SEP +
+    assert public_claims.extract(src) == (SEP + "\nh1  \nh2 step:1/2 val_loss:3.0 X\n" +
+                                          SHA_LINE % logs.script_sha256("import os") + "\n" + SEP +
                                           "\nstep:0/10 val_loss:9.0 \nstep:10/10 val_loss:3.0 X\n")
 
 

@@ -1339,7 +1339,7 @@ def test_judge_learns():
     checks = verdict(trained.judge_learns, [good, base], 1.11)
     assert checks["learns"]["status"] == "PASS" and checks["learns"]["detail"] == (
         "val loss 4.852 at the start, 4.500 at step 12 (entropy floor 1.110); the baseline on the same data: 4.852 -> "
-        "4.574 at step 12")
+        "4.574 at step 12 (all optimizers together: the sign of each update is descent's)")
     report = common.Report()
     trained.judge_learns(report, [learn_run("long", 4.852, [(0, 4.852), (12, 4.8)]), base], 1.11)
     assert report.checks["learns"]["status"] == "PASS" and report.warnings == [dict(check="learns", text=(

@@ -51,6 +51,31 @@ can observe (mutmut 3.8.1 names, all under tools.preflight.; `mutmut show NAME` 
 - trained.x_checkpointable__mutmut_9, _11: weights_only=None or left out: torch.load has defaulted to
   weights_only=True since torch 2.6 (requirements.txt: torch>=2.11). trained.x_uncheckpointable__mutmut_15: None
   for [] as `found`: `found or [...]` is the same.
+
+update_math.py (issue 31: descent, stack_split), with tests/test_preflight_update_math.py alone: 1068 mutants, 1013
+killed, 55 survived, 0 timed out; the tests added after that run kill stack_split_problems _101, _134,
+StackSplitProbe.optimizer_step _62, _64, _68 (stack_split_s) and judge_descent _74 (rerun by name: killed). The others change nothing a user can observe:
+- time bookkeeping: DescentProbe.optimizer_stepped _17, _19, _22 (a missing or 1.0 default of descent_s: the key is
+  always set by optimizer_step first).
+- ReductionSpy.__torch_function__ _6, _9, _12 (a default for __name__: torch's functions have one), _42 (a tensor as
+  a positional dim: no reduction takes one), _48, _49, _54, _61, _63 (Tensor.norm passes p and dim as keywords, so
+  "norm" never takes the positional path; linalg norms with fewer than 3 positional arguments reduce every
+  dimension either way), _55-_57 (the same branch's edges for len(args) == 1, where "dim" is absent).
+- the float64 path: _float64_newton_schulz _6, _12 (getattr without a default where the script has newton_schulz,
+  the harness's `load` requires it; dtype=None gives the function's float32 inputs float64 results here),
+  _float64_twin _8, _19 (replacing an attribute that is already the module's function, or comparing with a None
+  default, where it exists), _run_split _6.
+- _calls _23 (fork_rng devices None on the CPU), _25 (another fixed seed), _28 (the spy's rerun without W: it only
+  names reductions, and those before W's first use are still seen), _52 (copy.copy of a non-tensor state value:
+  immutable in every optimizer here).
+- _differs _10 (diff / norm for diff == 0 is 0 too), split_difference _39 (a key in one state only is caught by
+  is_tensor(None) or by the inequality either way), _owners _21 (equal costs: any constant).
+- stack_split_problems _9, _37, _44-_47 (another seed or scale of the random W: any works), _13, _14 (the group's
+  params kept in the copy: update() does not read them), _52, _55 (gradients in float32: these updates still agree
+  matrix by matrix), _73, _74 (module or opt None to _owners: round robin gives assign_ranks' split for equal
+  costs), _109 (the spy's rerun without the module: its float64 newton_schulz changes no reduction), _131, _133 (the
+  count of reductions shown, never more than 3 in a test).
+- StackSplitProbe.optimizer_step _43, _50, _57 (hub.checking: update() is not hooked, so no event is suppressed).
 """
 import math
 

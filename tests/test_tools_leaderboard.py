@@ -5,7 +5,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tools_logtext import curve, log_text, write  # noqa: E402
+from tools_logtext import SCRIPT, curve, log_text, write  # noqa: E402
+from tools.logs import script_sha256  # noqa: E402
 
 from tools import leaderboard, results  # noqa: E402
 from tools.leaderboard import escape  # noqa: E402
@@ -75,6 +76,10 @@ def test_board(tmp_path, capsys):
     # tie at 3250: the lower mean first
     assert rows[3][2].strip() == "3.2770" and "Muon\\_a0" in rows[3][12]
     assert rows[4][2].strip() == "3.2774"
+    # what the logs say (tools_logtext.HEADER), and no flag: one device, one script, the same val steps
+    assert [c.strip() for c in rows[4][14:]] == [
+        f"NVIDIA H100 80GB HBM3 x8, torch 2.11.0+cu130, script {script_sha256(SCRIPT)[:8]}", "-"]
+    assert [c.strip() for c in rows[0][14:]] == ["-", "-"]  # sgd_d1: no logs
     marks = {r[12].strip(): r[13].strip() for r in rows}
     assert {r[7].strip() for r in rows} == {"val\\_loss"}  # no metric field: val_loss
     assert marks["[artifacts/sgd\\_d1](artifacts/sgd_d1/)"] == "unverified: no logs"
@@ -110,7 +115,7 @@ def test_hostile_text_is_escaped(tmp_path, capsys):
     for table in ("Results reproduced here",):
         for line in section(text, table).splitlines():
             if line.startswith("|"):
-                assert len(cells(line)) == 14, line  # no injected column or row
+                assert len(cells(line)) == 16, line  # no injected column or row
     evil = next(l for l in section(text, "Results reproduced here").splitlines() if "evil\\_e1" in l)
     c = cells(evil)
     assert c[8].strip().startswith("Evil\\|Opt\\`")
@@ -158,6 +163,7 @@ def test_repo_board_is_up_to_date(capsys):
 # --- ported records, metric, run identity, escaping (issues 13, 12, 16, 15) -----------------------------------
 
 from tools_logtext import SCRIPT, add_column  # noqa: E402
+from tools.logs import script_sha256  # noqa: E402
 
 
 def ported(root, rel, finals, step, metric="val_loss", **extra):
@@ -186,11 +192,18 @@ def test_ported_records_have_their_own_section(tmp_path, capsys):
     assert "records/frontier" not in here and "records/adamw" not in here and "AdamW" not in here
     assert "Muon\\_a1" in here
     port = section(text, "Ported records (ported, public evidence)")
-    rows = {cells(l)[10].strip(): cells(l) for l in port.splitlines() if l.startswith("| 3250")}
+    rows = {cells(l)[12].strip(): cells(l) for l in port.splitlines() if l.startswith("| 3250")}
     front = rows["[records/frontier](records/frontier/)"]
-    assert [c.strip() for c in front[:7]] == ["3250", "3.2777", "0.00022", "4", "0.004", "val\\_ema\\_loss", "2x A40"]
-    assert front[11].strip() == "✓ holds: recomputed 3.2777 at 3250 on val\\_ema\\_loss (n=4, bar 0.004)"
-    assert rows["[records/adamw](records/adamw/)"][11].strip() == \
+    # the readout's mean, and the raw val_loss of the same runs at the same step beside it
+    assert [c.strip() for c in front[:7]] == ["3250", "3.2777 (val\\_loss 3.2787)", "0.00022", "4", "0.004",
+                                              "val\\_ema\\_loss", "2x A40"]
+    sha = script_sha256(SCRIPT)
+    assert front[7].strip() == f"NVIDIA H100 80GB HBM3 x8, torch 2.11.0+cu130, script {sha[:8]}"  # what the logs say
+    assert front[8].strip() == ("stated hardware A40; logs say NVIDIA H100 80GB HBM3; stated 2 GPU(s); logs say "
+                                "world\\_size 8")
+    assert front[13].strip() == "✓ holds: recomputed 3.2777 at 3250 on val\\_ema\\_loss (n=4, bar 0.004)"
+    assert rows["[records/adamw](records/adamw/)"][1].strip() == "3.2790"  # val_loss: no second figure
+    assert rows["[records/adamw](records/adamw/)"][13].strip() == \
         "✗ does not hold: recomputed 3.2790 at 3250 (n=1, bar 0.004; n=16 would pass at this mean)"
     assert leaderboard.main(["--root", str(root), "--metric", "val_ema_loss", "-o", str(tmp_path / "ema.md")]) == 0
     ema = (tmp_path / "ema.md").read_text()

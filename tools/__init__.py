@@ -10,5 +10,6 @@ Each module runs as `python -m tools.<name> --help` from the repo root. By purpo
   wrote a run, how two scripts differ)
 - speed & GPU: speed (time an optimizer, --balance), optimizer_share (library: a rank's share),
   gpu_check (a checklist run on a GPU machine)
-- workspace: board and sweep (coming)
+- workspace: board (message board, claims, checked result markers), sweep (variants, launch
+  plans, a report with the noise floor)
 """

@@ -156,3 +156,114 @@ def check_directory(directory, logs, label="its"):
                         "embedded in each log differs from the file, or is missing): the results are not of "
                         "this script")
     return problems, warnings
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provenance: what the logs say about where and how the runs were made
+
+_GPU = r"(?:G?H[12]\d0|H20|[ABL]\d{2,3}[A-Z]?|RTX ?\d{4}|V100|T4|MI\d{3}X?)"
+_GPU_RE = re.compile(r"(?:(?<![\w.-])|(?<=\d[x×]))" + _GPU + r"(?![\w.])")
+# "8xH200", "8 × H100", "2x NVIDIA A40", "one GH200", "16-GPU"
+_STATED_RE = re.compile(r"(?:(?<![\w.])(\d{1,3})\s*[x×]\s*(?:NVIDIA\s+)?|\b(one|single|a)\s+(?:NVIDIA\s+)?|"
+                        r"(?<![\w.-]))?(" + _GPU + r")(?![\w.])")
+_GPU_COUNT_RE = re.compile(r"(?<![\w.])(\d{1,3})[- ]GPUs?\b")
+_WORDS = {"one": 1, "single": 1, "a": 1}
+
+
+def gpu_models(text):
+    """The GPU model names (H100, GH200, A800, L20X, ...) named in a text, in order, each once."""
+    out = []
+    for m in _GPU_RE.finditer(text or ""):
+        if m.group(0) not in out:
+            out.append(m.group(0))
+    return out
+
+
+def stated_hardware(text):
+    """(models, counts): the GPU models a README names, and the GPU counts it states ("8xH200": 8,
+    "one GH200": 1, "16-GPU": 16)."""
+    models, counts = gpu_models(text), []
+    for m in _STATED_RE.finditer(text or ""):
+        k = int(m.group(1)) if m.group(1) else _WORDS.get((m.group(2) or "").lower())
+        if k and k not in counts:
+            counts.append(k)
+    for m in _GPU_COUNT_RE.finditer(text or ""):
+        if int(m.group(1)) not in counts:
+            counts.append(int(m.group(1)))
+    return models, counts
+
+
+def _tally(values):
+    """{value: count} in first-seen order, None left out."""
+    out = {}
+    for v in values:
+        if v is not None:
+            out[v] = out.get(v, 0) + 1
+    return out
+
+
+def val_cadence(trials):
+    """[(val steps, [trials])]: the runs grouped by their val steps up to the last val step every run reached."""
+    if not trials:
+        return []
+    last = min(t.final_step for t in trials)
+    groups = {}
+    for t in trials:
+        groups.setdefault(tuple(p.step for p in t.points if p.step <= last), []).append(t)
+    return sorted(groups.items(), key=lambda kv: -len(kv[1]))
+
+
+def provenance(logs, trials, stated=None):
+    """What the logs say about the runs: devices, world sizes and PyTorch versions of their headers, the sha256 of
+    their scripts, and flags where they disagree with each other or with `stated` (a README, a results.json's
+    hardware): another GPU model or GPU count, runs with different val steps, runs of different scripts."""
+    devices = _tally(log.device for log in logs)
+    worlds = _tally(log.world_size for log in logs)
+    torches = _tally(log.torch for log in logs)
+    shas = _tally(t.script_sha256 for t in trials)
+    flags = []
+    models, counts = stated_hardware(stated) if stated else ([], [])
+    logged = [m for d in devices for m in gpu_models(d)]
+    if models and devices:
+        other = [d for d in devices if not set(gpu_models(d)) & set(models)]
+        if other:
+            flags.append(f"stated hardware {'/'.join(models)}; logs say {', '.join(other)}")
+    elif not devices and logs:
+        flags.append(f"{'stated hardware ' + '/'.join(models) + '; ' if models else ''}the logs name no device")
+    if counts and worlds and not set(worlds) & set(counts):
+        flags.append(f"stated {'/'.join(map(str, counts))} GPU(s); logs say world_size "
+                     f"{', '.join(map(str, worlds))}")
+    if len(devices) > 1 and not models:
+        flags.append(f"{len(devices)} devices in the logs")
+    if len(worlds) > 1:
+        flags.append(f"world sizes differ: {', '.join(f'{w} ({k} logs)' for w, k in worlds.items())}")
+    groups = val_cadence(trials)
+    if len(groups) > 1:
+        (main, runs), odd = groups[0], [t for _, ts in groups[1:] for t in ts]
+        flags.append(f"val steps differ between runs: {len(runs)} run(s) share {len(main)} val steps, "
+                     f"{_names(odd)} {'has' if len(odd) == 1 else 'have'} others")
+    if len(shas) > 1:
+        shown = [s[:8] for s in shas][:4]
+        flags.append(f"{len(shas)} different scripts (sha256 {', '.join(shown)}{' ...' if len(shas) > 4 else ''})")
+    early = [t for t in trials if t.ends_early]
+    if early:
+        last = sorted({t.final_step for t in early})
+        flags.append(f"{len(early)} of {len(trials)} run(s) end before train_steps {early[0].train_steps} (last val "
+                     f"step {', '.join(map(str, last[:4]))}{' ...' if len(last) > 4 else ''})")
+    no_script = sum(1 for t in trials if t.script_sha256 is None)
+    if no_script and trials:
+        flags.append(f"{no_script} of {len(trials)} run(s) without an embedded script")
+    return {"devices": devices, "world_sizes": worlds, "torch": torches, "script_sha256": shas,
+            "logged_models": logged, "stated_models": models, "stated_counts": counts, "flags": flags}
+
+
+def provenance_cell(p, sha_digits=8):
+    """One line for a table: device xworld size, torch, script sha256 prefix."""
+    def one(tally, show=str):
+        if not tally:
+            return "?"
+        return "/".join(show(k) for k in list(tally)[:3]) + (f" +{len(tally) - 3}" if len(tally) > 3 else "")
+    dev = one(p["devices"])
+    ws = one(p["world_sizes"])
+    return (f"{dev} x{ws}, torch {one(p['torch'])}, script "
+            f"{one(p['script_sha256'], lambda s: s[:sha_digits])}")

@@ -1,6 +1,6 @@
 """Regenerate LEADERBOARD.md from every results.json under artifacts/*/ and records/*/.
 
-    python -m tools.leaderboard [--root .] [-o LEADERBOARD.md] [--check] [--metric NAME]
+    python -m tools.leaderboard [--root .] [-o LEADERBOARD.md] [--check] [--metric NAME] [--json]
 
 Tables: the results reproduced here, sorted by steps_to_3_28 (ties: lower mean val loss); the best
 setting of every optimizer (fewest steps among its entries whose claim holds) with the optimizer's
@@ -16,6 +16,14 @@ fatal. All text taken from results.json and the CSV is escaped (markdown, HTML, 
 bidirectional and other invisible format characters, $...$ math), so it cannot break or disguise
 the tables. --metric NAME lists only the entries scored on that metric.
 
+Provenance: every row also shows what its logs say (tools.identity.provenance): the device and world
+size and the PyTorch version of their headers and the sha256 of the script each log embeds (8 hex
+digits; an extract in public_logs/ keeps it on a script_sha256 line), beside a readout column's mean
+the raw val_loss of the same runs at the same step, and flags: a stated hardware (a ported record's
+"hardware") the logs contradict, logs of several devices or world sizes, runs with different val
+steps, runs of different scripts or without one, runs that end before train_steps. --json prints the
+entries with the full sha256 instead of writing the board.
+
 --check: exit 1 when the file on disk differs from what would be generated (for CI).
 Exit status: 0 written / up to date, 1 out of date (--check), 2 cannot write.
 """
@@ -29,10 +37,10 @@ import sys
 import unicodedata
 
 from tools import identity
-from tools.logs import DEFAULT_METRIC, METRIC_RE
+from tools.logs import DEFAULT_METRIC, METRIC_RE, LogError, dumps
 from tools.results import (PUBLIC, PUBLIC_LOGS, ResultsError, compare_claim, load_json, logs_dir, loss_value,
                            recompute, validate)
-from tools.stats import DEFAULT_BAR, REF_DIR, at_step
+from tools.stats import DEFAULT_BAR, REF_DIR, analyze, at_step
 
 MAX_FIELD = 200
 REF_RESULTS = os.path.join(REF_DIR, "results.csv")
@@ -88,9 +96,18 @@ def status(entry):
     on = "" if metric == DEFAULT_METRIC else f" on {escape(metric)}"
     rec = recompute(logs_dir(directory, data), bar, metric)
     entry["logs"] = rec["files"]
+    a = rec["analysis"]
+    entry["provenance"] = identity.provenance(rec["logs"], a["trials"] if a else [t for log in rec["logs"]
+                                                                               for t in log.trials],
+                                              data.get("hardware"))
+    if a is not None and metric != DEFAULT_METRIC:  # the raw val_loss beside the readout
+        try:
+            raw = at_step(analyze(a["trials"], bar), data["steps_to_3_28"])
+        except LogError:
+            raw = None
+        entry["raw_mean"] = raw.mean if raw is not None else None
     if rec["error"]:
         return False, f"✗ logs unusable: {escape(rec['error'], 120)}"
-    a = rec["analysis"]
     if a is None:
         return False, "unverified: no logs" + (f" in {PUBLIC_LOGS}/" if data.get("evidence") == PUBLIC else "")
     steps = data["steps_to_3_28"]
@@ -171,6 +188,27 @@ def read_reference(path=REF_RESULTS):
     return sorted(out, key=lambda x: (x[0], x[1])), None
 
 
+def mean_cell(entry):
+    """The mean at the claimed step; beside a readout column's, the raw val_loss of the same runs there."""
+    d = entry["data"]
+    text = loss(d.get("mean_val_loss"))
+    if entry.get("raw_mean") is not None:
+        text += f" (val\\_loss {loss(entry['raw_mean'])})"
+    return text
+
+
+def logs_cell(entry):
+    """What the logs say: device x world size, torch, script sha256 (8 hex digits)."""
+    p = entry.get("provenance")
+    return "-" if p is None or not (p["devices"] or p["torch"] or p["script_sha256"]) else \
+        escape(identity.provenance_cell(p))
+
+
+def flags_cell(entry):
+    p = entry.get("provenance")
+    return "; ".join(escape(f, 160) for f in p["flags"]) if p and p["flags"] else "-"
+
+
 def metric_cell(data):
     return escape(data.get("metric", DEFAULT_METRIC))
 
@@ -192,15 +230,15 @@ def render(root, metric=None):
     L += ["## Results reproduced here", ""]
     if entries:
         L += ["| # | Steps | Mean val loss | Std | Final val loss | Runs | Bar | Metric | Optimizer | Experiment | Agent "
-              "| Date | Directory | Claim |",
-              "|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|"]
+              "| Date | Directory | Claim | Logs say | Flags |",
+              "|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|---|---|"]
         for i, e in enumerate(entries, 1):
             d = e["data"]
-            L.append(f"| {i} | {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {std(d.get('std_val_loss'))} "
+            L.append(f"| {i} | {d['steps_to_3_28']} | {mean_cell(e)} | {std(d.get('std_val_loss'))} "
                      f"| {loss(d['final_val_loss'])} | {d.get('num_runs', '-')} "
                      f"| {escape(d.get('significance_bar', DEFAULT_BAR))} | {metric_cell(d)} | {escape(d['optimizer'])} "
                      f"| {escape(d['experiment'])} | {escape(d['agent_id'])} | {date_of(e)} | {dir_cell(e['rel'])} "
-                     f"| {e['status']} |")
+                     f"| {e['status']} | {logs_cell(e)} | {flags_cell(e)} |")
     else:
         L.append("No entries yet.")
     L += ["", "## Best setting per optimizer", "",
@@ -242,15 +280,16 @@ def render(root, metric=None):
           f"`{PUBLIC_LOGS}/` (no script text), at the published step. Not reproduced in this repository until a run "
           "here reproduces it; never ranked with the results above.", ""]
     if ported:
-        L += ["| Steps | Mean val loss | Std | Runs | Bar | Metric | Hardware | Optimizer | Experiment | Public source "
-              "| Directory | Claim (recomputed from the public logs) |",
-              "|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|"]
+        L += ["| Steps | Mean val loss | Std | Runs | Bar | Metric | Hardware (stated) | Logs say | Flags | Optimizer "
+              "| Experiment | Public source | Directory | Claim (recomputed from the public logs) |",
+              "|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|---|---|"]
         for e in ported:
             d = e["data"]
-            L.append(f"| {d['steps_to_3_28']} | {loss(d.get('mean_val_loss'))} | {std(d.get('std_val_loss'))} "
+            L.append(f"| {d['steps_to_3_28']} | {mean_cell(e)} | {std(d.get('std_val_loss'))} "
                      f"| {d.get('num_runs', '-')} | {escape(d.get('significance_bar', DEFAULT_BAR))} | {metric_cell(d)} "
-                     f"| {escape(d.get('hardware', '-'))} | {escape(d['optimizer'])} | {escape(d['experiment'])} "
-                     f"| {escape(d.get('public_source', '-'))} | {dir_cell(e['rel'])} | {e['status']} |")
+                     f"| {escape(d.get('hardware', '-'))} | {logs_cell(e)} | {flags_cell(e)} | {escape(d['optimizer'])} "
+                     f"| {escape(d['experiment'])} | {escape(d.get('public_source', '-'))} | {dir_cell(e['rel'])} "
+                     f"| {e['status']} |")
     else:
         L.append("None yet.")
     L += ["", "## Reference: published results", "",
@@ -280,12 +319,24 @@ def main(argv=None):
     ap.add_argument("--root", default=".", help="the repository root (default: .)")
     ap.add_argument("-o", "--output", help="the board to write (default: ROOT/LEADERBOARD.md)")
     ap.add_argument("--check", action="store_true", help="do not write; exit 1 if the file is not up to date")
+    ap.add_argument("--json", action="store_true", help="print the entries (claims, provenance with the full script "
+                    "sha256) as JSON instead of writing the board")
     ap.add_argument("--metric", metavar="NAME", help="list only the entries scored on this metric (default: every "
                     "entry, each on its own metric; an entry without a metric field is val_loss)")
     args = ap.parse_args(argv)
     if args.metric is not None and not METRIC_RE.fullmatch(args.metric):
         ap.error(f"--metric {args.metric!r}: a column name such as val_loss or val_ema_loss")
     output = args.output or os.path.join(args.root, "LEADERBOARD.md")
+    if args.json:
+        entries, skipped = collect(args.root, args.metric)
+        print(dumps({"entries": [{"directory": e["rel"], "evidence": e["data"].get("evidence", "here"),
+                                  "steps_to_3_28": e["data"]["steps_to_3_28"],
+                                  "metric": e["data"].get("metric", DEFAULT_METRIC),
+                                  "mean_val_loss": e["data"].get("mean_val_loss"), "raw_val_loss": e.get("raw_mean"),
+                                  "holds": e["holds"], "claim": e["status"], "logs": e["logs"],
+                                  "provenance": e.get("provenance")} for e in sorted(entries, key=sort_key)],
+                     "skipped": [{"directory": rel, "reason": why} for rel, why in skipped]}))
+        return 0
     text, skipped, notes = render(args.root, args.metric)
     for rel, why in skipped:
         print(f"skipped {rel}: {why}", file=sys.stderr)

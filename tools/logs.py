@@ -34,6 +34,7 @@ run found twice (a copy, a console capture beside its log) once.
     python -m tools.logs LOG --script [-o F]  the embedded training script (reproduces the run)
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -67,6 +68,17 @@ RESUME_RE = re.compile(r"^\s*trial (\d+)/(\d+) resumed from .* at step (\d{1,9})
                        r"(?: on world_size \d+ \(micro_batch_seqs \d+\))?\s*$")  # the world size: since 2026-12
 WORLD_RE = re.compile(r"\bworld_size[ :=]+(\d{1,6})\b")
 DEVICE_RE = re.compile(r"\bdevice(?:_name=| )([^|\n]+?)\s*(?:\||\bwith\b|$)", re.MULTILINE)
+ON_DEVICE_RE = re.compile(r"\bon\s+(\S[^|\n]*?)\s+with\s+world_size\b")  # public: "... CUDA 12.8 on NVIDIA H100 NVL with world_size 1"
+TORCH_RE = re.compile(r"\bPyTorch\s+(?:version\s+)?(\d[^\s|,]*)")
+SHA_RE = re.compile(r"\bscript_sha256[ :=]+([0-9a-f]{64})\b")  # the line --extract (tools.public_claims) adds
+
+
+def script_sha256(text):
+    """The sha256 (hex) of a script embedded in a log, its trailing newlines reduced to one: for a script file
+    that ends in one newline, what `sha256sum FILE` prints. None when there is no script."""
+    if not text or not text.strip("\n"):
+        return None
+    return hashlib.sha256((text.rstrip("\n") + "\n").encode("utf-8")).hexdigest()
 
 
 class LogError(Exception):
@@ -106,6 +118,7 @@ class Trial:
     # last val line; None when the file is whole there
     label: str = None  # how its file is named in messages (default: the file's name)
     summary_step: int = None  # the step of its `trial i/n summary: steps S final_val_loss V ...` line
+    script_sha256: str = None  # of its file's embedded script, or the script_sha256 line of an extract's header
 
     @property
     def name(self):
@@ -180,6 +193,8 @@ class Log:
     header: str = ""  # the text between the first two 100-'=' lines
     world_size: int = None
     device: str = None
+    torch: str = None  # the PyTorch version of the header
+    script_sha256: str = None  # see script_sha256(); from an extract's header when the script is left out
     trials: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
 
@@ -279,8 +294,12 @@ def parse_text(text, path="<text>", binary=False):
             log.header = "\n".join(lines[seps[0] + 1:seps[1]])
         m = WORLD_RE.search(log.header)
         log.world_size = int(m.group(1)) if m else None
-        m = DEVICE_RE.search(log.header)
+        m = DEVICE_RE.search(log.header) or ON_DEVICE_RE.search(log.header)
         log.device = m.group(1).strip() if m else None
+        m = TORCH_RE.search(log.header)
+        log.torch = m.group(1) if m else None
+        m = SHA_RE.search(log.header)
+        log.script_sha256 = script_sha256(log.script) or (m.group(1) if m else None)
     else:
         body_start = 0
 
@@ -293,7 +312,8 @@ def parse_text(text, path="<text>", binary=False):
             if current.tag:  # (a run without trial lines starts at its first val line: never empty)
                 log.warnings.append(f"{path}: trial {current.tag or current.index} has no val line; left out")
             log.trials.pop()
-        current = Trial(source=path, index=len(log.trials) + 1, tag=tag, seed=seed, script=log.script)
+        current = Trial(source=path, index=len(log.trials) + 1, tag=tag, seed=seed, script=log.script,
+                        script_sha256=log.script_sha256)
         log.trials.append(current)
         resumed_from = None
 
@@ -485,6 +505,7 @@ def dedupe(trials):
         keep, drop = (t, k) if fuller else (k, t)
         if not keep.script and drop.script:
             keep.script = drop.script
+        keep.script_sha256 = keep.script_sha256 or drop.script_sha256
         kept[kept.index(k)] = keep
         notes.append(f"{k.name} and {t.name} hold the same run (equal val loss at all {n} common val steps); "
                      f"counted once, kept {keep.name} ({len(keep.points)} val lines)")
@@ -609,8 +630,8 @@ def main(argv=None):
     for w in runs.messages():
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
-        print(dumps([{"path": log.path, "world_size": log.world_size, "device": log.device,
-                      "header": log.header, "has_script": bool(log.script),
+        print(dumps([{"path": log.path, "world_size": log.world_size, "device": log.device, "torch": log.torch,
+                      "script_sha256": log.script_sha256, "header": log.header, "has_script": bool(log.script),
                       "trials": [trial_summary(t) for t in log.trials], "warnings": log.warnings}
                      for log in runs.logs]))
         return 0

@@ -34,10 +34,21 @@ CHECKS = [
      "one around",
      "check its lr (and lr schedule) is non-zero and the optimizer's step writes the parameter; a factor such as "
      "1 - c * lr (weight decay) must stay above 0 at the largest lr"),
-    ("learns", "-", "the tiny model's val loss falls clearly below its start, as the baseline's does on the same data",
+    ("learns", "-", "the tiny model's val loss falls clearly below its start, as the baseline's does on the same data "
+     "(all optimizers together; each update's sign: descent)",
      "check the sign of the update (p -= lr * update), that the updates reach the weights and the lr schedule; the "
      "curve above shows the val loss by step"),
-    ("ranks", "2.7", "every rank ends each trial with the same parameters and extension `state`",
+    # issue 31: the update's own math (tools/preflight/update_math.py)
+    ("descent", "-", "each parameter's first update from a non-zero gradient, weight decay taken out, points downhill: "
+     "<G, dW + lr wd W> < 0 per matrix of a MatrixOptimizer and per group of the other optimizers",
+     "check the sign of the step in the update named above: W - lr * u (sub_, or add_ with alpha=-lr), with u "
+     "pointing along the gradient"),
+    ("stack_split", "-", "each MatrixOptimizer's update() gives every matrix of a stack the same result and state "
+     "whole and split as 2 and 4 ranks split it (float64)",
+     "reduce over each matrix only (dim=(-2, -1), keepdim=True), never over the stack's first dimension: which "
+     "matrices share a stack depends on the number of GPUs (docs/writing-an-approach.md)"),
+    ("ranks", "2.7", "every rank ends each trial with the same parameters and extension `state`; update() gets the "
+     "gradients summed over ranks; 2 ranks give 1 rank's val losses and readouts",
      "sum every gradient over ranks before the update (main() does it for an optimizer without `owner`); an "
      "optimizer with `owner` must sum its own and hand every rank what it updated (Muon: reduce-scatter, all-gather); "
      "compute `state` the same way on every rank"),

@@ -15,14 +15,16 @@ from tools import launch_check, tiny
 from tools.preflight.common import ALLOWED_ENV, BASELINE, FAIL, HOOKED, PASS, Report, _clip
 from tools.preflight.compare import STREAM_STEPS, check_architecture, check_constants, check_gap, check_stream
 from tools.preflight.hub import script_traceback
-from tools.preflight.logcheck import judge_logs, rule_val_steps
+from tools.preflight.logcheck import judge_logs, judge_val_schedule, rule_val_steps
 from tools.preflight.resume import judge_resume, uncheckpointable_problem
 from tools.preflight import runs as runs_module
 from tools.preflight.runs import Runner, plan_runs, table_steps
 from tools.preflight.schedule import judge_schedule, schedule_rows
 from tools.preflight.trained import judge_learns, judge_live_architecture
 from tools.preflight.trajectory import judge_val_steer
+from tools.preflight.update_math import judge_descent, judge_stack_split
 from tools.preflight.static import check_hardcoded, check_imports, public_format_problem, script_val_lines
+from tools.preflight.world import judge_world
 from tools.preflight.verdicts import (_results, judge_data, judge_finite, judge_hparams, judge_membership, judge_passes,
                                       judge_ranks, judge_run, judge_weights)
 
@@ -165,6 +167,7 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
     except Exception:
         val_steps = rule_val_steps(train_steps)  # the runs will show the script's error
     plan = plan_runs(train_steps, val_steps)
+    own_val_steps = script_val_schedule(user, own, train_steps)
     scale_check = own if steps is not None and isinstance(own, int) and not isinstance(own, bool) and own != steps \
         and own > 0 else None
     with tempfile.TemporaryDirectory(prefix="preflight_") as tmp:
@@ -191,12 +194,15 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
     info["time_limits"] = dict(factor=runs_module.TIME_FACTOR, slack_s=runs_module.TIME_SLACK_S, baseline={
         config: dict(startup_s=round(a, 2), per_step_ms=round(1000 * b, 2)) for config, (a, b) in runner.figures.items()})
     judge_all(report, runs, runner.skipped, plan, code, val_lines, stream_ok, stream_detail)
+    judge_val_schedule(report, own_val_steps, own, note=train_steps != own)
     judge_val_steer(report, all_runs)
     long = runner.by_label.get("long")
     judge_schedule(report, long, scale_check, train_steps)
     warned = any(w["check"] == "hparams" and "not the script's own" in w["text"] for w in report.warnings)
     judge_learns(report, all_runs, tiny.markov_entropy(), schedule_warned=warned)
     judge_live_architecture(report, runs)
+    judge_descent(report, runs)
+    judge_stack_split(report, runs)
     bad_state = uncheckpointable_problem(runs)
     if bad_state and report.checks["run"]["status"] == FAIL:
         report.checks["run"]["detail"] += f"\nthe cause, probably: {bad_state} (see resume)"
@@ -205,6 +211,8 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
         info["hparams"] = dict(steps=sample, rows=schedule_rows(long["results"][0].get("schedule") or {}, sample))
         info["val_steps"] = long["results"][0].get("val_steps")
     info["learning"] = learning_numbers(all_runs, tiny.markov_entropy())
+    long_result = long["results"][0] if long and long["results"] else {}
+    info["update_math_s"] = {k: round(long_result[k], 3) for k in ("descent_s", "stack_split_s") if k in long_result}
     errors = [r["instrument_error"] for r in _results(all_runs) if r.get("instrument_error")]
     if errors:
         info["instrument_error"] = errors[0]
@@ -212,6 +220,21 @@ def preflight(script, steps=None, progress=None, keep_logs=None, compile=False):
         say("compiling the script's model and optimizer functions on the CPU (tools.compile_check) ...")
         info["compile"] = run_compile_check(path)
     return finish()
+
+
+def script_val_schedule(user, own, train_steps):
+    """The script's val steps at its own train_steps (is_val_step at every step, and the last one), without running
+    it; None when it raised (the runs show the error). Leaves the module's train_steps at the runs' `train_steps`."""
+    if not isinstance(own, int) or isinstance(own, bool) or own < 1:
+        return None
+    try:
+        with time_limit(STATIC_LIMIT_S):
+            user.train_steps = own
+            return [s for s in range(own + 1) if s == own or user.is_val_step(s)]
+    except (Exception, Stalled):
+        return None
+    finally:
+        user.train_steps = train_steps
 
 
 def learning_numbers(runs, floor):
@@ -249,6 +272,7 @@ def judge_all(report, runs, skipped, plan, code, val_lines, stream_ok, stream_de
     judge_weights(report, runs)
     judge_passes(report, runs)
     judge_data(report, runs, stream_ok, stream_detail)
+    judge_world(report, runs)  # (after data and finite: 2-rank runs on other batches learn otherwise)
     judge_resume(report, runs, plan, skipped)
     judge_logs(report, runs, code, val_lines)
 

@@ -17,11 +17,14 @@ from tools.preflight.probes import FiniteProbe, GradientProbe, PassProbe, StateP
 from tools.preflight.schedule import HparamProbe
 from tools.preflight.trained import ArchProbe, CheckpointProbe, FlipProbe, LearnProbe
 from tools.preflight.trajectory import TrajectoryProbe
+from tools.preflight.update_math import DescentProbe, StackSplitProbe
+from tools.preflight.world import SumProbe, ValProbe
 
 # what each kind of run records: the script's runs everything; the twin (val perturbed) only its trajectory; the
 # baseline's own runs their time (the hub) and the val loss they start from
 PROBES = dict(full=(GradientProbe, HparamProbe, PassProbe, StreamProbe, FiniteProbe, WeightProbe, StateProbe,
-                    TrajectoryProbe, ArchProbe, LearnProbe, CheckpointProbe, FlipProbe),
+                    TrajectoryProbe, ArchProbe, LearnProbe, CheckpointProbe, FlipProbe, DescentProbe, StackSplitProbe,
+                    SumProbe, ValProbe),
               twin=(TrajectoryProbe, LearnProbe), baseline=(LearnProbe,))
 
 PERTURB = (0.5, 2.0)  # the twin run multiplies its val losses and readouts by these factors in turn
@@ -195,6 +198,7 @@ class Hub:
     def on_readouts_end(self, args, kwargs, value):
         self.in_readouts = False
         self.emit("readouts_end", self.readout_step)
+        self.emit("readouts_value", self.readout_step, value)
         if self.cfg.get("perturb") and isinstance(value, dict):
             return {k: v if p is None else p for k, v in value.items() for p in [self.perturbed(v)]}
         return None

@@ -152,3 +152,66 @@ def judge_logs(report, runs, code, val_lines):
     else:
         report.set("log_format", PASS, f"{checked} logs: every val line in the layout of RULES 6.2, each trial at exactly "
                    f"the script's val steps{note}; no line of the script matches the public pattern")
+
+
+# -----------------------------------------------------------------------------
+# The val schedule at the script's own train_steps, without running it (part of log_format; issue 28)
+
+def schedule_holes(val_steps, train_steps):
+    """The stretches of RULES 6.1's val steps that `val_steps` (the script's is_val_step at every step, with the last
+    step) drops inside a cadence it keeps: [(first, last, before, after)], each a run of consecutive 6.1 steps that the
+    script skips while it validates at the 6.1 steps on either side (before, after) and at no step between them. Step
+    0 has no step before it (6.4 lets a record skip it). The last 10% (every 25 in 6.1) counts as kept only when the
+    script validates at one of its steps that the every-125 cadence lacks: a cadence of its own there (every 125 to
+    the end, as the AdamW record's published log) drops whole stretches and is no slip."""
+    rule, have = rule_val_steps(train_steps), set(val_steps) | {train_steps}
+    kept_tail = any(s in have for s in rule if s % 125 and s != train_steps)  # (6.1's other steps are 125's)
+    kept = [i for i, s in enumerate(rule) if s in have]  # the last step always
+    holes = []
+    for a, b in zip(kept, kept[1:]):
+        before, after = rule[a], rule[b]
+        if b - a < 2 or any(before < s < after for s in have):  # nothing dropped, or validates more densely there
+            continue
+        if rule[b - 1] / train_steps >= 0.9 and not kept_tail:
+            continue
+        holes.append((rule[a + 1], rule[b - 1], before, after))
+    return holes
+
+
+def schedule_note(val_steps, train_steps):
+    """Where the script's val steps first differ from RULES 6.1's, and how (for the detail)."""
+    rule = rule_val_steps(train_steps)
+    differ = sorted(set(val_steps) ^ set(rule))
+    if not differ:
+        return f"is_val_step over its train_steps = {train_steps}: the {len(rule)} val steps of RULES 6.1"
+    adds, drops = sorted(set(val_steps) - set(rule)), sorted(set(rule) - set(val_steps))
+    return (f"is_val_step over its train_steps = {train_steps}: {len(val_steps)} val steps, first differing from RULES "
+            f"6.1 at step {differ[0]} ({'; '.join(x for x in [f'adds {_clip(adds, 3)}' if adds else '', f'drops {_clip(drops, 3)}' if drops else ''] if x)})")
+
+
+def judge_val_schedule(report, val_steps, train_steps, note=True):
+    """log_format: the script's val schedule at its own train_steps (is_val_step at every step, no run) against
+    RULES 6.1: extra val steps pass and step 0 may be skipped (6.4); a stretch it drops inside the cadence it keeps
+    fails (schedule_holes), named by its first step. `val_steps` None: is_val_step raised (the runs show it).
+    `note`: add where the schedule differs from 6.1 to a PASS (not when the long run, at this length, said it)."""
+    if val_steps is None:
+        return
+    holes, check = schedule_holes(val_steps, train_steps), report.checks["log_format"]
+    if not holes:
+        if check["status"] == PASS and note:
+            check["detail"] += "; " + schedule_note(val_steps, train_steps)
+        return
+    first, last, before, after = holes[0]
+    stretch = f"step {first}" if first == last else f"steps {first} to {last}"
+    problem = (f"is_val_step over its train_steps = {train_steps} (evaluated at every step, not run) skips {stretch} of "
+               f"RULES 6.1 while it validates at {before} and {after} around "
+               f"{'it' if first == last else 'them'}: first differing step {first}"
+               + (f" (and {len(holes) - 1} more such stretches)" if len(holes) > 1 else "")
+               + "; 6.1: every 125 while step / train_steps < 0.9, every 25 from there, and the last step")
+    fix = ("validate at every step RULES 6.1 asks for (more steps are fine, step 0 may go): check the boundary of the "
+           "last 10% (`step / train_steps < 0.9` for every 125 before it)")
+    if check["status"] == FAIL:
+        check["detail"] += "; " + problem
+        check["fix"] += "; " + fix
+    else:
+        report.set("log_format", FAIL, problem, fix=fix)

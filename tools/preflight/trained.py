@@ -255,7 +255,9 @@ class FlipProbe(Probe):
         if torch.equal(both, 2 * old):  # |x + x| = 2 |x| exactly: nothing moved here (the usual case, cheap)
             return
         a = torch.stack(torch._foreach_norm(new)).double()
-        cos = (both ** 2 - a ** 2 - old ** 2) / 2 / (a * old)  # <new, old> / (|new| |old|)
+        # <new, old> / (|new| |old|) from |new + old|^2 = |new|^2 + 2 <new, old> + |old|^2; the norms' rounding can
+        # take it past -1 or 1 (new = -k old), hence the clamp
+        cos = ((both ** 2 - a ** 2 - old ** 2) / 2 / (a * old)).clamp(-1.0, 1.0)
         for i in ((cos < self.COS) & (a > 0) & (old > 0)).nonzero().flatten().tolist():
             seen = self.r["flips"].setdefault((place, named[i][0]), dict(step=step, cos=cos[i].item(), count=0,
                                                                          trial=self.hub.trial))
@@ -332,7 +334,7 @@ def judge_learns(report, runs, floor, schedule_warned=False):
         else:
             report.set("learns", FAIL, text)
     else:
-        report.set("learns", PASS, numbers)
+        report.set("learns", PASS, numbers + " (all optimizers together: the sign of each update is descent's)")
         if drop < LEARN_WARN * base_drop:
             report.warn("learns", f"learns much more slowly than the baseline: {numbers} (the val loss fell "
                         f"{drop:.3f}, {100 * drop / base_drop:.0f}% of the baseline's {base_drop:.3f})")
