@@ -1,9 +1,7 @@
-"""The Modded-NanoGPT optimization benchmark (track 3) in one file.
-
-Train a fixed GPT-2-small on a fixed FineWeb stream, 524,288 tokens per step; change only the
-optimizer, its hyperparameters and schedule, and the init (the "Optimizer" and "Init & Optim
-Hyperparams" sections). Score: the number of steps to val loss 3.28. The whole file is printed
-at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
+"""The Modded-NanoGPT optimization benchmark (track 3) in one file: a fixed GPT-2-small trained on
+a fixed FineWeb stream, 524,288 tokens per step. Change only the Optimizer and Init & Optim
+Hyperparams sections; the score is the steps to val loss 3.28. Each log (logs/<uuid>.txt) begins
+with this file, so a log reproduces its run.
 
     torchrun --standalone --nproc_per_node=8 train_gpt_simple.py [num_trials]
     SEED=1234 torchrun ...     replays the logged seed 1234 (later trials: 1235, 1236, ...)
@@ -60,13 +58,10 @@ class RMSNorm(nn.Module):
     def __init__(self, dim):
         super().__init__()
         self.gains = nn.Parameter(torch.ones(dim))
-
     def forward(self, x):
         return F.rms_norm(x, (x.size(-1),), self.gains.type_as(x))
 
-class Linear(nn.Linear):
-    """nn.Linear that casts its fp32 master weights to the activations' dtype (bf16) at use."""
-
+class Linear(nn.Linear):  # fp32 master weights, cast to the activations' dtype (bf16) at use
     def forward(self, x):
         return F.linear(x, self.weight.type_as(x), self.bias.type_as(x))
 
@@ -78,7 +73,6 @@ class Rotary(nn.Module):
         theta = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)
         self.register_buffer("cos", theta.cos(), persistent=False)
         self.register_buffer("sin", theta.sin(), persistent=False)
-
     def forward(self, x):  # x: (B, T, heads, head_dim)
         cos, sin = self.cos[None, :x.size(1), None], self.sin[None, :x.size(1), None]
         x1, x2 = x.float().chunk(2, dim=-1)
@@ -91,7 +85,6 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = dim // self.num_heads
         self.q, self.k, self.v, self.proj = (Linear(dim, dim) for _ in range(4))
         self.rotary = Rotary(self.head_dim)
-
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = (f(x).view(B, T, self.num_heads, self.head_dim) for f in (self.q, self.k, self.v))
@@ -104,7 +97,6 @@ class MLP(nn.Module):
     def __init__(self, dim):
         super().__init__()
         self.fc, self.proj = Linear(dim, 4 * dim), Linear(4 * dim, dim)
-
     def forward(self, x):
         return self.proj(F.relu(self.fc(x)).square())
 
@@ -113,7 +105,6 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.attn = RMSNorm(dim), CausalSelfAttention(dim)
         self.norm2, self.mlp = RMSNorm(dim), MLP(dim)
-
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
@@ -125,7 +116,6 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(model_dim) for _ in range(num_layers))
         self.norm1, self.norm2 = RMSNorm(model_dim), RMSNorm(model_dim)
         self.proj = Linear(model_dim, vocab_size)
-
     def forward(self, inputs, targets):
         """Cross-entropy summed (not averaged) over all tokens."""
         x = self.norm1(self.embed(inputs))
@@ -151,8 +141,7 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
         X = torch.baddbmm(X, B, X, beta=2)  # 2 X + B X
     return (X.mT if G.size(-2) > G.size(-1) else X).reshape(G.shape)
 
-def compiled(fn, device):
-    """torch.compile(fn), one static graph (a graph break is an error), on CUDA or compile_on_cpu"""
+def compiled(fn, device):  # one static graph (a graph break is an error), on CUDA or compile_on_cpu
     on = device.type == "cuda" or compile_on_cpu
     return torch.compile(fn, dynamic=False, fullgraph=True) if on else fn
 
@@ -175,7 +164,6 @@ class MatrixOptimizer(torch.optim.Optimizer):
     state lives on its owner: update() gets the stack's as {name: (k, ...) tensor}; state_dict()
     gathers every rank's for a checkpoint (rank 0 gets the whole; call it on every rank).
     """
-
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
         on = dist.is_initialized()
@@ -193,18 +181,14 @@ class MatrixOptimizer(torch.optim.Optimizer):
                     if P and r == self.rank:
                         self.stacks.append((g, P))  # g: load_state_dict() replaces the groups
         self.part = max(sizes)
-
     def cost(self, m, n):
         """The work of updating one m x n matrix, in any unit: ranks get equal sums of it."""
         return m * n * min(m, n)
-
     def update(self, W, G, state, group):
         """W (k, m, n), this rank's k matrices of a stack, updated from G, their summed grads."""
         raise NotImplementedError
-
     def places(self, flat):  # every matrix's place in a (world_size, part) buffer
         return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
-
     @torch.no_grad()
     def step(self):
         params = list(self.offset)
@@ -231,7 +215,6 @@ class MatrixOptimizer(torch.optim.Optimizer):
             flat = flat.new_empty(self.world_size, self.part)
             dist.all_gather_into_tensor(flat.view(-1), new)
         torch._foreach_copy_(params, self.places(flat))
-
     def state_dict(self):
         sd = super().state_dict()
         if self.world_size > 1:
@@ -240,7 +223,6 @@ class MatrixOptimizer(torch.optim.Optimizer):
                                 for i, st in sd["state"].items()}, parts)
             sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
         return sd
-
     def load_state_dict(self, sd):  # a whole state (any world size): this rank keeps its part
         params = [p for group in self.param_groups for p in group["params"]]
         super().load_state_dict(dict(sd, state={i: st for i, st in sd["state"].items()
@@ -248,21 +230,18 @@ class MatrixOptimizer(torch.optim.Optimizer):
 
 class Muon(MatrixOptimizer):
     """Muon (RULES.md 5): Nesterov momentum orthogonalized by Newton-Schulz, decoupled decay."""
-
     def __init__(self, params, lr, weight_decay, mu):
         params = list(params)  # a param group per shape
         groups = [dict(params=[p for p in params if p.shape == s])
                   for s in sorted({p.shape for p in params})]
         super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, mu=mu))
         self.newton_schulz = compiled(newton_schulz, params[0].device)
-
     def update(self, W, G, state, group):
         lr, wd, mu = group["lr"], group["weight_decay"], group["mu"]
         m = state.setdefault("momentum_buffer", torch.zeros_like(G))
         m.lerp_(G, 1 - mu)  # m = mu m + (1 - mu) g
         u = self.orthogonalize(G.lerp(m, mu), state, group)  # Nesterov: (1 - mu) g + mu m
         return W.mul_(1 - lr * wd).sub_(u, alpha=lr)
-
     def orthogonalize(self, u, state, group):
         """The update's direction: Newton-Schulz, scaled by sqrt(max(1, rows / cols))."""
         return self.newton_schulz(u) * max(1, u.size(-2) / u.size(-1)) ** 0.5
@@ -325,12 +304,10 @@ def is_val_step(step):
     """Validate before step `step`? The loop also validates after the last step (RULES.md 6.1)."""
     return step % (125 if step / train_steps < 0.9 else 25) == 0
 
-# The loop's extension points. `state` is a dict that belongs to the trial: whatever these functions
-# keep in it (tensors, numbers, strings, lists and dicts of them; checked at the first step and at
-# every val step) is saved in every checkpoint and restored on resume. Keep it equal on all ranks.
-# `model` is the uncompiled model (its parameters are the compiled model's). Weights may change in
-# before_forward, the optimizers' step and after_step only: val passes and readouts must leave them
-# bit for bit, and val losses must never steer training (RULES.md 2.6; tools.preflight checks it).
+# The loop's extension points. `state` is the trial's dict: what they keep in it (tensors, numbers,
+# strings, lists and dicts of them), equal on all ranks, is saved in every checkpoint. `model` is
+# the uncompiled model. Weights change in before_forward, the optimizers' step and after_step only;
+# val passes and readouts leave them bit for bit; val losses never steer training (RULES.md 2.6).
 
 def before_forward(step, model, optimizers, state):
     """Runs before the first forward of step `step`, e.g. a lookahead move of the weights."""
@@ -347,127 +324,110 @@ def readouts(step, model, val_loss, evaluate, state):
 # Training and Validation
 
 def check_launch():
-    """The faults that must stop a launch before any GPU work, one line each (SystemExit). More that
-    explain a fault: python -m tools.launch_check (the preflight runs them)."""
+    """What must stop a launch before any GPU work, one line each (SystemExit). These faults and
+    more, explained: python -m tools.launch_check (the preflight runs it too)."""
     if device_type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. To check a script on "
                          "CPU: python -m tools.preflight path/to/train_gpt_simple.py")
     if type(train_steps) is not int or train_steps < 1:
         raise SystemExit(f"train_steps = {train_steps!r}: must be a whole number >= 1")
-    paths, val_paths = sorted(glob.glob(train_files)), glob.glob(val_files)
+    paths, val_paths, have = sorted(glob.glob(train_files)), glob.glob(val_files), 0
+    fix = "python data/cached_fineweb10B.py"
     if not paths or not val_paths:
         raise SystemExit(f"no shards at {val_files if paths else train_files} (run from the "
-                         "repo root); download them with: python data/cached_fineweb10B.py 20")
-    have, per_shard, fix = 0, steps_in_shard(10 ** 8, 524288), "python data/cached_fineweb10B.py"
-    for i, path in enumerate(paths, 1):  # shards 1, 2, ... up to the last one needed
-        if have < train_steps and os.path.basename(path) != f"fineweb_train_{i:06d}.bin":
-            raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}), "
-                             f"and the stream would skip it: {fix} {min(len(paths) + 1, 103)}")
-        try:
+                         f"repo root); download them with: {fix} 20")
+    try:
+        for i, path in enumerate(paths, 1):  # shards 1, 2, ... up to the last one needed
+            if have < train_steps and os.path.basename(path) != f"fineweb_train_{i:06d}.bin":
+                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}),"
+                                 f" and the stream would skip it: {fix} {min(len(paths) + 1, 103)}")
             have += steps_in_shard(shard_token_count(path), batch_size)
-        except (OSError, ValueError) as e:  # a directory, a dangling link, a damaged shard
-            raise SystemExit(e if isinstance(e, ValueError) else f"{path}: {e.strerror}") from None
-    if shard_token_count(val_paths[0]) < val_tokens + 2:  # the stream's rule: batch + 2 tokens
-        raise SystemExit(f"{val_paths[0]}: {shard_token_count(val_paths[0])} tokens, fewer than "
-                         f"val_tokens + 2 = {val_tokens + 2}")
-    if have < train_steps:
-        chunks = math.ceil(train_steps / per_shard)  # the benchmark's shards: 190 steps each
+        val_have = shard_token_count(val_paths[0])
+    except (OSError, ValueError) as e:  # a damaged shard, a directory, a dangling link
+        raise SystemExit(f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else e) from None
+    if val_have < val_tokens + 2:  # the val batch takes val_tokens + 1 from a longer shard
+        raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = "
+                         f"{val_tokens + 2}")
+    if have < train_steps:  # the benchmark's 103 shards: 190 steps each
         raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the "
                          f"{len(paths)} train shards hold only {have}: " + (
-                             f"{fix} {chunks}" if chunks <= 103 else
-                             f"all 103 shards of the benchmark hold {103 * per_shard} steps"))
+                             f"{fix} {-(-train_steps // 190)}" if train_steps <= 103 * 190 else
+                             "all 103 shards of the benchmark hold 19570 steps"))
 
 def check_state(value, path="state"):
     """SystemExit naming the first value of the trial's state that a checkpoint cannot hold."""
-    if isinstance(value, (dict, list, tuple)):
-        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-            if isinstance(value, dict):  # a key is saved too
-                check_state(key, f"a key of {path}")
-            check_state(item, f"{path}[{key!r}]")
-    elif not (value is None or isinstance(value, (torch.Tensor, bool, int, float, str))):
+    pairs = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+        value, (list, tuple)) else ()
+    for key, item in pairs:
+        check_state(key, f"a key of {path}")  # torch.load(weights_only=True) checks keys too
+        check_state(item, f"{path}[{key!r}]")
+    if not isinstance(value, (dict, list, tuple, torch.Tensor, bool, int, float, str, type(None))):
         raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, "
                          "numbers, strings and lists, tuples and dicts of them; keep the values it "
                          "stands for instead")
 
 def choose_micro_batch(device, seqs_per_rank, world_size):
     """micro_batch_seqs, or the most that fit the GPU: ~2.1 + 0.42 GiB each (docs/speed.md)."""
-    if micro_batch_seqs is None:
-        cuda = device.type == "cuda"
-        gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if cuda else 80
-        fits = 64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8
-        return math.gcd(fits, seqs_per_rank)
-    n = seqs_per_rank
-    if n % min(micro_batch_seqs, n):
-        divisors = [str(d) for d in range(1, n + 1) if not n % d]
-        raise SystemExit(f"micro_batch_seqs = {micro_batch_seqs} does not divide the {n} "
-                         f"sequences each of the {world_size} ranks takes per step: use one of "
-                         + ", ".join(divisors))
-    return min(micro_batch_seqs, seqs_per_rank)  # more: one forward per rank and step (header says)
+    cuda = device.type == "cuda"
+    gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if cuda else 80
+    n = micro_batch_seqs or (64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8)
+    if seqs_per_rank % min(n, seqs_per_rank):
+        raise SystemExit(f"micro_batch_seqs = {n} does not divide the {seqs_per_rank} sequences "
+                         f"each of the {world_size} ranks takes per step: use one of " + ", ".join(
+                             str(d) for d in range(1, seqs_per_rank + 1) if not seqs_per_rank % d))
+    return min(n, seqs_per_rank)  # more: one forward per rank and step (the header says so)
 
-def load_checkpoint(path, code):
+def load_checkpoint(path, code, device):
     """The checkpoint at `path`, refused unless whole, written by this very script, its log here."""
     try:
         with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs torch.save writes
-            if z.testzip() is not None:
-                raise ValueError(f"corrupt member {z.testzip()}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            bad = z.testzip() and f"not a whole checkpoint (corrupt member {z.testzip()})"
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        sha = isinstance(ckpt, dict) and ckpt.get("script_sha256")
+        why = bad or not sha and "not a checkpoint of train_gpt_simple.py" or sha != hashlib.sha256(
+            code.encode()).hexdigest() and (f"it was written by a different script; the log "
+                                            f"{ckpt.get('log_path')} holds its code")
     except Exception as e:
-        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint "
-                         f"({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
-        why = "not a checkpoint of train_gpt_simple.py"
-    elif ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
-        why = f"it was written by a different script; the log {ckpt.get('log_path')} holds its code"
-    elif not os.path.isfile(ckpt["log_path"]):
-        why = (f"its log {ckpt['log_path']} is not there (it holds the run so far and gets the "
-               "rest); put it back, or resume from the directory the run was launched in")
-    else:
-        return ckpt
-    raise SystemExit(f"cannot resume from {path}: {why}")
-
-def to_device(obj, device):  # a checkpoint's nested dicts, lists and tuples, tensors on `device`
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device) for v in obj)
-    return obj.to(device) if torch.is_tensor(obj) else obj
+        why = f"not a whole checkpoint ({type(e).__name__}: {e})"
+    if not why and not os.path.isfile(ckpt["log_path"]):
+        why = f"its log {ckpt['log_path']} is not there: put it back, or resume from its directory"
+    if why:
+        raise SystemExit(f"cannot resume from {path}: {why}")
+    return ckpt
 
 def save_checkpoint(run, optimizers, **ckpt):
     """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG. Returns why the
     write failed (a full disk, say), or None; a failed write leaves the previous checkpoint."""
     check_state(ckpt["state"])
-    opt_states = [opt.state_dict() for opt in optimizers]  # every rank: a sharded one gathers
-    if run.rank != 0:
-        return None
-    cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+    ckpt.update(optimizers=[opt.state_dict() for opt in optimizers],  # all ranks: sharded ones meet
+                script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
+                num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
+                rng=torch.get_rng_state(), cuda_rng=run.cuda and torch.cuda.get_rng_state())
     try:
-        torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(),
-                        log_path=run.log_path, num_trials=run.num_trials, seed0=run.seed0,
-                        model=run.raw_model.state_dict(), optimizers=opt_states,
-                        rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
-        os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the last one stays until this is whole
+        if run.rank == 0:
+            torch.save(ckpt, run.ckpt_path + ".tmp")
+            os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the last stays until this is whole
+            run.saved = (ckpt["trial"], ckpt["step"])
     except (OSError, RuntimeError) as e:
         if os.path.exists(run.ckpt_path + ".tmp"):
             os.remove(run.ckpt_path + ".tmp")
         return f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"
-    run.saved = (ckpt["trial"], ckpt["step"])
 
 def restore(run, ckpt, optimizers):
     """The interrupted trial's model, optimizer states (each rank keeps its own shard) and RNG."""
     run.raw_model.load_state_dict(ckpt["model"])
     for opt, sd in zip(optimizers, ckpt["optimizers"]):
         opt.load_state_dict(sd)
-    torch.set_rng_state(ckpt["rng"])
-    if run.device.type == "cuda":
-        torch.cuda.set_rng_state(ckpt["cuda_rng"], run.device)
-    return to_device(ckpt["state"], run.device)
+    torch.set_rng_state(ckpt["rng"].cpu())
+    if run.cuda:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), run.device)
+    return ckpt["state"]
 
 def evaluate(run):
     """Val loss of the current weights: the loss summed over the val set and ranks, per token."""
-    inputs, targets, k = run.val_inputs, run.val_targets, run.micro
     with torch.no_grad():
-        loss = sum(run.model(inputs[i:i + k], targets[i:i + k]).double()
-                   for i in range(0, len(inputs), k))
+        loss = sum(run.model(x, y).double() for x, y in zip(run.val_inputs.split(run.micro),
+                                                           run.val_targets.split(run.micro)))
     if run.world_size > 1:
         dist.all_reduce(loss)
     return loss.item() / val_tokens
@@ -475,8 +435,8 @@ def evaluate(run):
 def forward_backward(run, inputs, targets):
     """One forward and one backward per microbatch; loss and gradients are sums over them."""
     train_loss = 0
-    for i in range(0, len(inputs), run.micro):
-        loss = run.model(inputs[i:i + run.micro], targets[i:i + run.micro])
+    for x, y in zip(inputs.split(run.micro), targets.split(run.micro)):
+        loss = run.model(x, y)
         loss.backward()
         train_loss += loss.detach()
     return train_loss
@@ -485,22 +445,18 @@ def optimizer_step(run, optimizers):
     """Sum the gradients over ranks, step every optimizer. A MatrixOptimizer (`owner`) sums its own;
     the rest are all-reduced asynchronously (one per matrix, one for all vectors), waited for just
     before the first optimizer that reads them."""
-    works = []
+    works, sharded = [], {p for opt in optimizers for p in getattr(opt, "owner", {})}
+    grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
+    vectors = [g for g in grads if g.ndim < 2]  # biases and gains
     if run.world_size > 1:
-        sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
-        grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None
-                 and p not in sharded]
-        vectors = [g for g in grads if g.ndim < 2]  # biases and gains
-        buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])
-                                                       for _ in vectors[:1]]
+        buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])]
         works = [dist.all_reduce(b, async_op=True) for b in buckets]
     for opt in optimizers:
         if works and not getattr(opt, "owner", None):
             for work in works:
                 work.wait()
-            if vectors:
-                sums = buckets[-1].split([g.numel() for g in vectors])
-                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
+            sums = buckets[-1].split([g.numel() for g in vectors])
+            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
             works = []
         opt.step()
     run.raw_model.zero_grad(set_to_none=True)
@@ -509,30 +465,28 @@ def run_trial(run, trial, ckpt):
     """One trial: a fresh init (or the checkpoint's state), then every step with its val passes."""
     seed, tag = run.seed0 + trial, f"trial {trial + 1}/{run.num_trials}"
     run.raw_model.zero_grad(set_to_none=True)
-    if ckpt:
-        optimizers = make_optimizers(run.raw_model)
-        state = restore(run, ckpt, optimizers)
-        start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
-        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size "
-            f"{run.world_size} (micro_batch_seqs {run.micro})")
-    else:
+    if not ckpt:
         log(run, f"{tag} seed {seed}")
         torch.manual_seed(seed)
         init_params(run.raw_model)
-        optimizers = make_optimizers(run.raw_model)
-        for group in (g for opt in optimizers for g in opt.param_groups):
-            group["initial_lr"] = group["lr"]
-        state, start, reached, train_time = {}, 0, None, 0.0
+    optimizers = make_optimizers(run.raw_model)
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["initial_lr"] = group["lr"]  # a resume loads the saved groups over these
+    state, start, reached, train_time = {}, 0, None, 0.0
+    if ckpt:
+        state, start, reached, train_time = restore(run, ckpt, optimizers), ckpt["step"], \
+            ckpt["reached"], ckpt["train_time"]
+        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size "
+            f"{run.world_size} (micro_batch_seqs {run.micro})")
     train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size,
                                               seq_len, run.device)
     for _ in range(start):
         next(train_loader)
-    cuda = run.device.type == "cuda"
-    if cuda:
+    if run.cuda:
         torch.cuda.reset_peak_memory_stats(run.device)
     # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on
     # the host during the next step, after its forward and backward are queued: no step waits
-    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=cuda), None
+    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.cuda), None
     val, last_save, t0 = float("nan"), time.perf_counter(), time.perf_counter()
     for step in range(start, train_steps + 1):
         if step == train_steps or is_val_step(step):  # every trial validates after its last step
@@ -561,9 +515,8 @@ def run_trial(run, trial, ckpt):
                 break
         due = run.rank == 0 and checkpoint_every is not None and \
             time.perf_counter() - last_save > checkpoint_every
-        signal_now = torch.tensor(run.stop[0] if run.stop else 0, device=run.device)
-        step_flags = torch.stack([~torch.isfinite(train_loss), signal_now,
-                                  torch.tensor(due, device=run.device)]).int()
+        step_flags = torch.stack([~torch.isfinite(train_loss)] + [torch.full(
+            (), v, device=run.device) for v in (run.stop[0] if run.stop else 0, due)]).int()
         sent = run.world_size > 1 and dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True)
         set_hparams(step, optimizers, state)
         optimizer_step(run, optimizers)
@@ -573,9 +526,8 @@ def run_trial(run, trial, ckpt):
         if run.world_size > 1:  # waited for only now: it ran under the optimizers' steps
             sent.wait()
         flags.copy_(step_flags, non_blocking=True)
-        if cuda:
-            flags_ready = torch.cuda.Event()
-            flags_ready.record()
+        if run.cuda:
+            (flags_ready := torch.cuda.Event()).record()
         now = train_time + time.perf_counter() - t0  # the public script's console line
         if run.rank == 0:
             print(f"step:{step + 1}/{train_steps} train_time:{now:.3f}s "
@@ -597,7 +549,7 @@ def run_trial(run, trial, ckpt):
                     "launch command" + (f" (from {kept})" if failed else "") if run.saved else
                     "no checkpoint to resume from"))
                 raise SystemExit(128 + signum)
-    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if cuda else 0.0
+    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.cuda else 0.0
     log(run, f"{tag} target val_loss<=3.28 " + (
         "not reached" if reached is None else f"first reached at step {reached}"))
     log(run, f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
@@ -605,8 +557,7 @@ def run_trial(run, trial, ckpt):
 
 def log(run, line, echo=True):
     if run.rank == 0:
-        if echo:
-            print(line)
+        print(line) if echo else None
         run.logfile.write(line + "\n")
         run.logfile.flush()
 
@@ -617,17 +568,7 @@ def main(num_trials=1):
         raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below "
                          "it): launch with torchrun --nproc_per_node 1, 2, 4 or 8")
     check_launch()
-    with open(__file__) as f:
-        code = f.read()
-    resume = os.environ.get("RESUME")
-    ckpt = load_checkpoint(resume, code) if resume else None
-    log_path = ckpt["log_path"] if ckpt else os.path.abspath(
-        os.path.join(os.path.expanduser(log_dir), f"{uuid.uuid4()}.txt"))
-    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir),
-                                       os.path.basename(log_path)[:-4] + ".pt")
-    for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
-        os.makedirs(directory, exist_ok=True)
-    cuda = device_type == "cuda"
+    cuda, resume, code = device_type == "cuda", os.environ.get("RESUME"), open(__file__).read()
     device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0)) if cuda else None)
     if cuda:
         torch.cuda.set_device(device)
@@ -635,6 +576,13 @@ def main(num_trials=1):
             raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public "
                              "modded-nanogpt issue #268): install torch 2.11 or newer")
         torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention: no plan for this layout
+    ckpt = resume and load_checkpoint(resume, code, device)
+    log_path = ckpt["log_path"] if ckpt else os.path.abspath(
+        os.path.join(os.path.expanduser(log_dir), f"{uuid.uuid4()}.txt"))
+    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir),
+                                       os.path.basename(log_path)[:-4] + ".pt")
+    for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
+        os.makedirs(directory, exist_ok=True)
     micro = choose_micro_batch(device, batch_size // world_size // seq_len, world_size)
     if world_size > 1:
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
@@ -642,32 +590,30 @@ def main(num_trials=1):
     old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
                     for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code,
-                                    stop=stop, micro=micro, log_path=log_path, ckpt_path=ckpt_path,
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, cuda=cuda,
+                                    code=code, stop=stop, micro=micro, log_path=log_path,
+                                    ckpt_path=ckpt_path,
                                     saved=ckpt and (ckpt["trial"], ckpt["step"]),
                                     sync=torch.cuda.synchronize if cuda else lambda: None)
         if rank == 0:
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
         if not ckpt:
-            name = torch.cuda.get_device_name(device) if cuda else "cpu"
-            more = micro_batch_seqs and micro_batch_seqs > micro
-            log(run, code, echo=False)
-            log(run, "=" * 100, echo=False)
+            name, more = torch.cuda.get_device_name(device) if cuda else "cpu", micro_batch_seqs
+            log(run, code + "\n" + "=" * 100, echo=False)
             log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | "
-                f"world_size {world_size} | micro_batch_seqs {micro}" + (more and f" (micro_batch_"
-                f"seqs = {micro_batch_seqs} is more than the {micro} sequences of a rank)" or ""))
+                f"world_size {world_size} | micro_batch_seqs {micro}" + (f" (micro_batch_seqs ="
+                f" {more} is more than the {micro} sequences of a rank)" * ((more or 0) > micro)))
             log(run, "=" * 100, echo=False)
         with torch.device(device):
             run.raw_model = GPT(vocab_size, num_layers, model_dim)
         run.model = compiled(run.raw_model, device)
         run.val_inputs, run.val_targets = next(distributed_data_generator(
             val_files, val_tokens, rank, world_size, seq_len, device))
-        seed0 = torch.tensor(seed0, device=device)
+        seed0 = torch.tensor(ckpt["seed0"] if ckpt else seed0, device=device)
         if world_size > 1:  # every rank initializes from rank 0's seed
             dist.broadcast(seed0, 0)
-        run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (
-            seed0.item(), num_trials)
+        run.seed0, run.num_trials = seed0.item(), ckpt["num_trials"] if ckpt else num_trials
         for trial in range(ckpt["trial"] if ckpt else 0, run.num_trials):
             try:
                 run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)

@@ -247,8 +247,8 @@ BROKEN = {
     "updates": ("a group with lr 0", [("dict(params=[model.proj.weight], lr=0.004)",
                                         "dict(params=[model.proj.weight], lr=0.0)")], None),
     "ranks": ("the summed gradients of biases and gains never reach .grad (each rank trains on its own)",
-              [("                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
-                "                pass\n")], None),
+              [("            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
+                "            pass\n")], None),
     "ranks@state": ("after_step keeps a value that differs by rank in `state`", [], '''
 def after_step(step, model, optimizers, state):
     state["seen"] = torch.tensor(float(dist.get_rank()) if dist.is_initialized() else 0.0)
@@ -305,7 +305,8 @@ def set_hparams(step, optimizers, state):
     "one_pass": ("a doubled backward (the same loss twice)",
                  [(BACKWARD, "        loss.backward(retain_graph=True)\n" + BACKWARD)], None),
     "imports": ("a third-party import", [("import torch\n", "import torch\nimport numpy\n")], None),
-    "log_script": ("the log without the script's text", [("            log(run, code, echo=False)\n", "")], None),
+    "log_script": ("the log without the script's text", [('            log(run, code + "\\n" + "=" * 100, echo=False)\n',
+                                                          '            log(run, "=" * 100, echo=False)\n')], None),
     "log_format": ("a wrong val line: 'val loss' for 'val_loss'",
                    [('log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}"',
                      'log(run, f"step:{step}/{train_steps} val loss:{val:.5f}"')], None),

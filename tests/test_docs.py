@@ -51,20 +51,30 @@ def test_the_readme_is_a_front_door_that_links_every_docs_page():
 
 
 SECTION_ROW = re.compile(r"^\| (Dataloader|Architecture|Optimizer|Setup|Init & Optim Hyperparams|Training and "
-                         r"Validation) \| (\d+)-(\d+) \|", re.M)
+                         r"Validation) \| (\d+)-(\d+) \| (\d+) \|", re.M)
 
 
 def test_the_section_lines_that_writing_an_approach_cites_are_the_scripts():
     """docs/writing-an-approach.md's table of the script's sections: each starts at the line of its heading
     comment (after the separator) and ends on the line before the next separator (or the file's last line)."""
     with open(os.path.join(ROOT, "docs", "writing-an-approach.md")) as f:
-        rows = SECTION_ROW.findall(f.read())
+        text = f.read()
+    rows = SECTION_ROW.findall(text)
     with open(os.path.join(ROOT, "train_gpt_simple.py")) as f:
         lines = f.read().splitlines()
     assert [r[0] for r in rows] == ["Dataloader", "Architecture", "Optimizer", "Setup", "Init & Optim Hyperparams",
                                     "Training and Validation"]
     separator = "# " + "-" * 77
-    for name, first, last in rows:
+    for name, first, last, count in rows:
         first, last = int(first), int(last)
         assert lines[first - 1].startswith(f"# {name}") and lines[first - 2] == separator, (name, first)
         assert last == len(lines) or lines[last] == separator, (name, last)
+        assert int(count) == last - first + 1, (name, count)
+    assert f"The shipped script has {len(lines)} lines; lines 1-{int(rows[0][1]) - 2} are its docstring" in text
+
+
+def test_every_line_of_the_script_fits_100_characters():
+    """Every user reads the whole script: no line of it is wider than 100 characters."""
+    with open(os.path.join(ROOT, "train_gpt_simple.py")) as f:
+        wide = [(i, len(line)) for i, line in enumerate(f.read().splitlines(), 1) if len(line) > 100]
+    assert wide == [], f"train_gpt_simple.py lines over 100 characters (line, width): {wide}"

@@ -168,7 +168,7 @@ EXPECTED_DETAIL = {  # what each failing check must name
                      "(16, 16), blocks.0.mlp.proj.weight (16, 64)", "at steps 1, 2 (cosine +"],
     "stack_split": ["optimizer 0 (Muon).update() on group 0's stack of 4 (16, 16) matrices: split as 2 ranks split it "
                     "([0, 2] and [1, 3]), the new matrix 0 differs after call 1 by 0.41 of its update: a reduction "
-                    "crosses the matrices of the stack", "norm() over every dimension (line 302: u = u * "],
+                    "crosses the matrices of the stack", "norm() over every dimension (line ", ": u = u * min(u.shape[-2:])"],
     # issue 28 (tools/preflight/world.py, the val schedule)
     "ranks@mean": ["ranks: optimizer 0 (Muon).update() on rank 0 (trial 1, step 1) got a G that is 0.5 x the gradients "
                    "summed over the 2 ranks (relative difference 0.5)", ": a mean, not the sum"],

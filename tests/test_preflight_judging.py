@@ -1466,19 +1466,19 @@ def test_gap_check_names_the_missing_shard_it_asks_for(base_module, tiny_shards)
 
 
 def test_gap_check_fails_a_launch_that_refuses_for_another_reason(tmp_path, tiny_shards):
-    refuses_all = load_copy(tmp_path, "refuses_all", [('    paths, val_paths = sorted(glob.glob(train_files)), ',
+    refuses_all = load_copy(tmp_path, "refuses_all", [('    paths, val_paths, have = sorted(glob.glob(train_files)), ',
                                                        '    raise SystemExit("no fineweb_train_000002.bin here")\n'
-                                                       '    paths, val_paths = sorted(glob.glob(train_files)), ')])
+                                                       '    paths, val_paths, have = sorted(glob.glob(train_files)), ')])
     ok, text = compare.check_gap(refuses_all, *tiny_shards)
     assert (ok, text) == (False, "check_launch() refused the preflight's tiny shards (the whole set), not for a gap: "
                                  "no fineweb_train_000002.bin here")
     wrong_reason = load_copy(tmp_path, "wrong_reason", [(
-        '            raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing',
-        '            raise SystemExit(f"train shard is missing')])
+        '                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing',
+        '                raise SystemExit(f"train shard is missing')])
     ok, text = compare.check_gap(wrong_reason, *tiny_shards)
     assert not ok and text.startswith("check_launch() refused the preflight's tiny shards (without "
                                       "fineweb_train_000002.bin), not for a gap: train shard is missing"), text
-    crashes = load_copy(tmp_path, "crashes", [("    have, per_shard, fix = ", "    have, per_shard, fix = 1 / 0, ")])
+    crashes = load_copy(tmp_path, "crashes", [('    fix = "python data', '    fix = 1 / 0, "python data')])
     ok, text = compare.check_gap(crashes, *tiny_shards)
     assert not ok and "ZeroDivisionError" in text, text
 

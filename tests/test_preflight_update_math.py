@@ -291,8 +291,10 @@ def test_stack_split_fails_the_broken_copy_naming_the_line(tmp_path):
     assert error is None and len(problems) == 2
     assert problems[0].startswith("optimizer 0 (Muon).update() on group 0's stack of 4 (4, 4) matrices: split as 2 "
                                   "ranks split it ([0, 2] and [1, 3]), the new matrix 0 differs after call 1 by ")
+    at = 1 + open(path).read().splitlines().index(
+        "        u = u * min(u.shape[-2:]) ** 0.5 / (u.norm() + 1e-7)  # the RMS of the whole stack, not u's")
     assert "of its update: a reduction crosses the matrices of the stack (such as u.norm() over the whole (k, m, n) " \
-           "tensor); the reductions over the whole stack: norm() over every dimension (line 302: u = u * " in problems[0]
+           f"tensor); the reductions over the whole stack: norm() over every dimension (line {at}: u = u * " in problems[0]
     assert problems[1].startswith("optimizer 0 (Muon).update() on group 1's stack of 4 (6, 4) matrices")
 
 

@@ -1,26 +1,12 @@
-"""The Modded-NanoGPT optimization benchmark (track 3) in one file.
-
-Train a fixed GPT-2-small on a fixed FineWeb stream, 524,288 tokens per step; change only the
-optimizer, its hyperparameters and schedule, and the init (the "Optimizer" and "Init & Optim
-Hyperparams" sections). Score: the number of steps to val loss 3.28.
+"""The Modded-NanoGPT optimization benchmark (track 3) in one file: a fixed GPT-2-small trained on
+a fixed FineWeb stream, 524,288 tokens per step. Change only the Optimizer and Init & Optim
+Hyperparams sections; the score is the steps to val loss 3.28. Each log (logs/<uuid>.txt) begins
+with this file, so a log reproduces its run.
 
     torchrun --standalone --nproc_per_node=8 train_gpt_simple.py [num_trials]
     SEED=1234 torchrun ...     replays the logged seed 1234 (later trials: 1235, 1236, ...)
-
-The whole file is printed at the top of its log (logs/<uuid>.txt), so a log reproduces its run.
 """
-import glob
-import hashlib
-import inspect
-import math
-import os
-import signal
-import sys
-import tempfile
-import time
-import types
-import uuid
-import zipfile
+import glob, hashlib, math, os, signal, sys, time, types, uuid, zipfile  # noqa: E401
 
 import torch
 import torch.distributed as dist
@@ -30,40 +16,23 @@ import torch.nn.functional as F
 # -----------------------------------------------------------------------------
 # Dataloader
 
-
 def shard_token_count(path):
-    """Token count of the shard at `path` from its header, after checking the header and file size."""
-    kind, _, index = os.path.basename(path).rsplit(".", 1)[0].rpartition("_")  # fineweb_train_000007: chunks 1..7
-    chunks = int(index) if kind.endswith("train") and index.isascii() and index.isdigit() else 1
-    redownload = f"re-download it with: python data/cached_fineweb10B.py {min(max(chunks, 1), 103)} " \
-                 "(it replaces only bad files)"
-    try:
-        with open(path, "rb") as f:
-            header, size = f.read(1024), os.fstat(f.fileno()).st_size
-    except OSError as e:  # a directory, a dangling link, no permission
-        raise ValueError(f"{path}: cannot read it ({e.strerror or e}); {redownload}") from None
-    magic, version, count = (int.from_bytes(header[i:i + 4], "little", signed=True) for i in (0, 4, 8))
-    if len(header) < 1024 or magic != 20240520 or version != 1:
-        raise ValueError(f"{path}: not a token shard of this benchmark (magic {magic}, version {version}, "
-                         f"header {len(header)} bytes; expected 20240520, 1, 1024); {redownload}")
-    if size != 1024 + 2 * count:
-        raise ValueError(f"{path}: truncated or damaged: {size} bytes, but its header promises {count} tokens "
-                         f"= {1024 + 2 * count} bytes; {redownload}")
+    """Token count of a shard from its header (ValueError unless header and size are right)."""
+    with open(path, "rb") as f:
+        magic, version, count = (int.from_bytes(f.read(4), "little", signed=True) for _ in range(3))
+        if magic != 20240520 or version != 1 or os.fstat(f.fileno()).st_size != 1024 + 2 * count:
+            raise ValueError(f"{path}: not a whole token shard of this benchmark (python -m "
+                             "tools.launch_check says what is wrong and how to fix it)")
     return count
 
+def load_data_shard(path):  # a 1024-byte header, then uint16 tokens
+    return torch.from_file(path, False, 512 + shard_token_count(path), dtype=torch.uint16)[512:]
 
-def load_data_shard(path):
-    """All tokens of one shard (a 1024-byte header, then uint16 tokens) as a uint16 tensor."""
-    count = shard_token_count(path)
-    return torch.from_file(path, False, 512 + count, dtype=torch.uint16)[512:]
-
-
-def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024, device="cuda"):
-    """Yield this rank's (inputs, targets) for every step: the benchmark's stream, token for token.
-
-    Shards in name order; a step takes batch_size + 1 tokens from `pos`, or moves to the next
-    shard when they do not fit (the tail of each shard is skipped). Rank r takes the r-th slice.
-    """
+def distributed_data_generator(filename_pattern, batch_size, rank, world_size, seq_len=1024,
+                               device="cuda"):
+    """This rank's (inputs, targets) of every step, the benchmark's stream: shards in name order, a
+    step takes batch_size + 1 tokens from `pos` or moves to the next shard when they do not fit (its
+    tail is skipped). Rank r takes the r-th slice."""
     files, local = iter(sorted(glob.glob(filename_pattern))), batch_size // world_size
     tokens, pos = torch.empty(0, dtype=torch.uint16), 0
     while True:
@@ -72,62 +41,50 @@ def distributed_data_generator(filename_pattern, batch_size, rank, world_size, s
             if path is None:
                 raise ValueError(f"ran out of tokens in {filename_pattern}; download more chunks")
             tokens, pos = load_data_shard(path), 0
-        buf = tokens[pos + rank * local:][:local + 1].to(device=device, dtype=torch.int32, non_blocking=True)
+        buf = tokens[pos + rank * local:][:local + 1].to(device, torch.int32, non_blocking=True)
         pos += batch_size
         yield buf[:-1].view(-1, seq_len), buf[1:].view(-1, seq_len).long()
 
-
-def steps_in_shard(num_tokens, batch_size):
-    """How many steps of `batch_size` tokens the stream above takes from a shard of num_tokens."""
+def steps_in_shard(num_tokens, batch_size):  # the steps the stream takes from a shard
     return max(0, math.ceil((num_tokens - batch_size - 1) / batch_size))
 
 # -----------------------------------------------------------------------------
 # Architecture
 
-
 def norm(x):
     return F.rms_norm(x, (x.size(-1),))
-
 
 class RMSNorm(nn.Module):
     def __init__(self, dim):
         super().__init__()
         self.gains = nn.Parameter(torch.ones(dim))
-
     def forward(self, x):
         return (norm(x.float()) * self.gains).type_as(x)  # in float32 (a precision-only change)
 
-
-class Linear(nn.Linear):
-    """nn.Linear that casts its fp32 master weights to the activations' dtype (bf16) at use."""
-
+class Linear(nn.Linear):  # fp32 master weights, cast to the activations' dtype (bf16) at use
     def forward(self, x):
         return F.linear(x, self.weight.type_as(x), self.bias.type_as(x))
-
 
 class Rotary(nn.Module):
     def __init__(self, head_dim, max_seq_len=1024):
         super().__init__()
         freqs = (1 / 1024) ** torch.linspace(0, 1, head_dim // 4)
-        freqs = torch.cat([freqs, freqs.new_zeros(head_dim // 4)])  # half of the pairs do not rotate
+        freqs = torch.cat([freqs, freqs.new_zeros(head_dim // 4)])  # half the pairs do not rotate
         theta = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), freqs)
         self.register_buffer("cos", theta.cos(), persistent=False)
         self.register_buffer("sin", theta.sin(), persistent=False)
-
     def forward(self, x):  # x: (B, T, heads, head_dim)
         cos, sin = self.cos[None, :x.size(1), None], self.sin[None, :x.size(1), None]
         x1, x2 = x.float().chunk(2, dim=-1)
         return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1).type_as(x)
 
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim):
         super().__init__()
-        self.num_heads = max(1, dim // 128)  # heads of dim 128 (one narrower head in tiny test models)
+        self.num_heads = max(1, dim // 128)  # heads of dim 128 (one narrower in tiny test models)
         self.head_dim = dim // self.num_heads
         self.q, self.k, self.v, self.proj = (Linear(dim, dim) for _ in range(4))
         self.rotary = Rotary(self.head_dim)
-
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = (f(x).view(B, T, self.num_heads, self.head_dim) for f in (self.q, self.k, self.v))
@@ -136,34 +93,29 @@ class CausalSelfAttention(nn.Module):
                                            is_causal=True, scale=0.12)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
-
 class MLP(nn.Module):
     def __init__(self, dim):
         super().__init__()
         self.fc, self.proj = Linear(dim, 4 * dim), Linear(4 * dim, dim)
-
     def forward(self, x):
         return self.proj(F.relu(self.fc(x)).square())
-
 
 class Block(nn.Module):
     def __init__(self, dim):
         super().__init__()
-        self.norm1, self.attn, self.norm2, self.mlp = RMSNorm(dim), CausalSelfAttention(dim), RMSNorm(dim), MLP(dim)
-
+        self.norm1, self.attn = RMSNorm(dim), CausalSelfAttention(dim)
+        self.norm2, self.mlp = RMSNorm(dim), MLP(dim)
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
-
 class GPT(nn.Module):
     def __init__(self, vocab_size, num_layers, model_dim):
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, model_dim, dtype=torch.bfloat16)  # sets the activation dtype
+        self.embed = nn.Embedding(vocab_size, model_dim, dtype=torch.bfloat16)  # activations' dtype
         self.blocks = nn.ModuleList(Block(model_dim) for _ in range(num_layers))
         self.norm1, self.norm2 = RMSNorm(model_dim), RMSNorm(model_dim)
         self.proj = Linear(model_dim, vocab_size)
-
     def forward(self, inputs, targets):
         """Cross-entropy summed (not averaged) over all tokens."""
         x = self.norm1(self.embed(inputs))
@@ -193,14 +145,12 @@ cautious_wd = 0.025  # decay of the coordinates the step already shrinks, after 
 bimaxwell_fast, bimaxwell_slow, bimaxwell_weight = 0.85, 0.98, 0.4385  # Muon's two momenta from bimaxwell_start
 bimaxwell_start = 1000
 
-
 def gram_norm(X, eps):
     """sqrt(||X Xᵀ||_F) of every matrix of a (..., m, n) batch, in float32, from the smaller Gram matrix:
     (sum of sigma^4)^(1/4), which bounds the spectral norm from above and the Frobenius norm from below."""
     X = X.float()
     gram = X.mT @ X if X.size(-2) > X.size(-1) else X @ X.mT
     return gram.norm(dim=(-2, -1)).sqrt().clamp_min(eps)
-
 
 def newton_schulz(G, steps=12, dtype=torch.bfloat16):
     """Orthogonalize every matrix of a (..., m, n) batch (in bfloat16): the baseline's iteration, after a division
@@ -215,11 +165,9 @@ def newton_schulz(G, steps=12, dtype=torch.bfloat16):
         X = 2 * X + B @ X
     return X.mT if G.size(-2) > G.size(-1) else X
 
-
 def cosine(a, b, norm_a, norm_b):
     """Cosine of every pair of matrices of two (k, m, n) batches, given their Frobenius norms."""
     return (a * b).sum(dim=(-2, -1)) / (norm_a * norm_b).clamp_min(1e-8)
-
 
 def trust_gate(raw, soap, grad, step):
     """How far each attn.proj matrix follows its SOAP direction s rather than the raw momentum u: the product of
@@ -237,7 +185,6 @@ def trust_gate(raw, soap, grad, step):
         floor = trust_floor * (trust_fade_end - step) / (trust_fade_end - trust_floor_end)
     return (agree * align).clamp(0, 1).clamp(min=floor, max=trust_cap if step < trust_fade_end else 1.0)
 
-
 def brake_and_floor(U, W):
     """The radial brake, then RowFloor, on a batch of updates U (bfloat16, the step is W - lr U) of matrices W:
     U's component along W is halved when the step would move W outward, kept when inward; then every row of U is
@@ -250,7 +197,6 @@ def brake_and_floor(U, W):
     lift = row_floor * w.norm(dim=-1, keepdim=True).clamp_min(1e-8) / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     return (u * lift.clamp(min=1.0).pow(row_floor_power)).to(U.dtype)
 
-
 def eigenbasis(G):
     """Eigenvectors of every symmetric matrix of a batch, by descending eigenvalue (in float64 if float32 fails)."""
     eye = torch.eye(G.size(-1), device=G.device)
@@ -260,7 +206,6 @@ def eigenbasis(G):
         Q = torch.linalg.eigh(G.double() + 1e-30 * eye).eigenvectors.float()
     return Q.flip(-1)
 
-
 def refreshed_basis(G, Q):
     """One step of the power/QR iteration towards G's eigenbasis: Q's columns sorted by their eigenvalue estimates
     diag(Qᵀ G Q), descending, then qr(G Q): its Q from the Householder reflectors (R is not needed). Returns the new
@@ -269,39 +214,37 @@ def refreshed_basis(G, Q):
     order = (Q * GQ).sum(dim=-2).argsort(dim=-1, descending=True)
     return torch.linalg.householder_product(*torch.geqrf(GQ.gather(-1, order[:, None, :].expand_as(GQ)))), order
 
-
-def compiled(fn, device):
-    """torch.compile(fn) as one static graph (a graph break is an error) on CUDA, or on any device if compile_on_cpu."""
-    return torch.compile(fn, dynamic=False, fullgraph=True) if device.type == "cuda" or compile_on_cpu else fn
-
+def compiled(fn, device):  # one static graph (a graph break is an error), on CUDA or compile_on_cpu
+    on = device.type == "cuda" or compile_on_cpu
+    return torch.compile(fn, dynamic=False, fullgraph=True) if on else fn
 
 def assign_ranks(costs, world_size):
-    """A rank for each matrix, balancing the ranks' summed costs: largest first, each to the least loaded
-    rank (ties: the lower index, the lower rank), so every rank computes the same assignment."""
+    """A rank for each matrix, balancing the ranks' summed costs: largest first, each to the least
+    loaded rank (ties: the lower index, the lower rank): every rank computes the same owners."""
     load, owner = [0] * world_size, [0] * len(costs)
     for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
         owner[i] = min(range(world_size), key=load.__getitem__)
         load[owner[i]] += costs[i]
     return owner
 
-
 class MatrixOptimizer(torch.optim.Optimizer):
-    """The machinery of a sharded optimizer for matrices; subclasses write update() (and cost()) only.
+    """The machinery of a sharded optimizer for matrices; subclasses write update() (and cost()).
 
-    Each matrix belongs to one rank (`owner`, from assign_ranks over cost()). step() puts every gradient
-    into a flat (world_size, part) buffer, rank by rank; one reduce-scatter hands each rank the gradients
-    of its matrices summed over ranks. The rank calls update() once per stack (its matrices of one param
-    group and shape), and one all-gather hands the new matrices to every rank. A matrix's state lives on
-    its owner only: update() gets the stack's state as {name: (k, ...) tensor}, and state_dict() gathers
-    every rank's for a checkpoint (rank 0 gets the whole; call it on every rank).
+    Each matrix belongs to one rank (`owner`, from assign_ranks over cost()). step() puts every
+    gradient into a flat (world_size, part) buffer, rank by rank; one reduce-scatter hands each rank
+    its matrices' gradients summed over ranks. The rank calls update() once per stack (its matrices
+    of one param group and shape); one all-gather hands the new matrices to every rank. A matrix's
+    state lives on its owner: update() gets the stack's as {name: (k, ...) tensor}; state_dict()
+    gathers every rank's for a checkpoint (rank 0 gets the whole; call it on every rank).
     """
-
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
-        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        on = dist.is_initialized()
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if on else (0, 1)
         params = [p for group in self.param_groups for p in group["params"]]
-        self.owner = dict(zip(params, assign_ranks([self.cost(*p.shape) for p in params], self.world_size)))
-        self.stacks, self.offset, sizes = [], {}, [0] * self.world_size  # offset: p's place in its owner's part
+        owners = assign_ranks([self.cost(*p.shape) for p in params], self.world_size)
+        self.owner = dict(zip(params, owners))
+        self.stacks, self.offset, sizes = [], {}, [0] * self.world_size  # p's place in its owner's
         for g, group in enumerate(self.param_groups):
             for shape in sorted({p.shape for p in group["params"]}):
                 for r in range(self.world_size):
@@ -309,20 +252,16 @@ class MatrixOptimizer(torch.optim.Optimizer):
                     for p in P:
                         self.offset[p], sizes[r] = sizes[r], sizes[r] + p.numel()
                     if P and r == self.rank:
-                        self.stacks.append((g, P))  # the group's index: load_state_dict() replaces the groups
+                        self.stacks.append((g, P))  # g: load_state_dict() replaces the groups
         self.part = max(sizes)
-
     def cost(self, m, n):
         """The work of updating one m x n matrix, in any unit: ranks get equal sums of it."""
         return m * n * min(m, n)
-
     def update(self, W, G, state, group):
-        """Return W (k, m, n), this rank's k matrices of one stack, updated from G, their summed gradients."""
+        """W (k, m, n), this rank's k matrices of a stack, updated from G, their summed grads."""
         raise NotImplementedError
-
     def places(self, flat):  # every matrix's place in a (world_size, part) buffer
         return [flat[self.owner[p], i:i + p.numel()].view_as(p) for p, i in self.offset.items()]
-
     @torch.no_grad()
     def step(self):
         params = list(self.offset)
@@ -342,13 +281,13 @@ class MatrixOptimizer(torch.optim.Optimizer):
             if updated is not W:
                 W.copy_(updated)
             for j, p in enumerate(P):  # each matrix's state: its row of the stacks
-                self.state[p].update({key: v[j] if torch.is_tensor(v) else v for key, v in state.items()})
+                self.state[p].update({k: v[j] if torch.is_tensor(v) else v
+                                      for k, v in state.items()})
         flat = new[None]
         if self.world_size > 1:
             flat = flat.new_empty(self.world_size, self.part)
             dist.all_gather_into_tensor(flat.view(-1), new)
         torch._foreach_copy_(params, self.places(flat))
-
     def state_dict(self):
         sd = super().state_dict()
         if self.world_size > 1:
@@ -357,12 +296,10 @@ class MatrixOptimizer(torch.optim.Optimizer):
                                 for i, st in sd["state"].items()}, parts)
             sd["state"] = {i: st for part in parts or [] for i, st in part.items()}
         return sd
-
-    def load_state_dict(self, sd):  # a whole state (any world size): this rank keeps its matrices' part
+    def load_state_dict(self, sd):  # a whole state (any world size): this rank keeps its part
         params = [p for group in self.param_groups for p in group["params"]]
         super().load_state_dict(dict(sd, state={i: st for i, st in sd["state"].items()
                                                 if self.owner[params[i]] == self.rank}))
-
 
 class Muon(MatrixOptimizer):
     """PR #339's Muon (record #46's with Bi-Maxwell momentum), for the hidden matrices (named: the blend depends on
@@ -383,7 +320,6 @@ class Muon(MatrixOptimizer):
     """
 
     state_keys = ("momentum", "exp_avg_sq", "row_gram", "col_gram", "row_basis", "col_basis", "fast", "slow")
-
     def __init__(self, named_params, lr, mu):
         named = list(named_params)
         blend = {n: "trust" if n.endswith(".attn.proj.weight") else "full" if n.endswith(
@@ -392,11 +328,9 @@ class Muon(MatrixOptimizer):
                           for kind in ("full", "trust", None) if kind in blend.values()], dict(lr=lr, mu=mu, step=0))
         self.newton_schulz = compiled(newton_schulz, named[0][1].device)
         self.brake_and_floor = compiled(brake_and_floor, named[0][1].device)
-
     def cost(self, m, n):
         """Eigenbasis refresh (G Q and QR of both Grams) and the SOAP projections dominate: ~ m³ + n³ + 2mn(m + n)."""
         return m ** 3 + n ** 3 + 2 * m * n * (m + n)
-
     def update(self, W, G, state, group):
         lr, mu, t = group["lr"], group["mu"], group["step"]
         k, m, n = G.shape
@@ -443,14 +377,11 @@ class Muon(MatrixOptimizer):
             state["exp_avg_sq"] = state["exp_avg_sq"].gather(-1, order[:, None, :].expand(k, m, n))
         return W
 
-
 class AuxAdam(torch.optim.Optimizer):
     """Adam without bias correction and without weight decay (record #46's optimizer for gains and biases):
     m = lerp(m, g, 1 - beta1);  v = lerp(v, g², 1 - beta2);  p -= lr m / (sqrt(v) + eps)."""
-
     def __init__(self, params, lr, betas, eps):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
-
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
@@ -473,16 +404,16 @@ class AuxAdam(torch.optim.Optimizer):
 
 train_files = "data/fineweb10B/fineweb_train_*.bin"
 val_files = "data/fineweb10B/fineweb_val_*.bin"
-vocab_size, num_layers, model_dim = 50304, 12, 768  # GPT-2's 50,257 tokens padded to a multiple of 128
+vocab_size, num_layers, model_dim = 50304, 12, 768  # GPT-2's 50,257 tokens, padded to 128 k
 batch_size = 8 * 64 * 1024  # tokens per step, split over ranks and microbatches
 seq_len = 1024
 val_tokens = 20 * 524288
 device_type = "cuda"  # the tests and tools.preflight run this file on "cpu"
-compile_on_cpu = False  # True: compile on CPU too, as on CUDA (tools.compile_check does, to find graph breaks)
-micro_batch_seqs = None  # sequences per forward pass; None: by GPU memory (64 on 80 GB). Same math at any value.
+compile_on_cpu = False  # True: compile on CPU as on CUDA (tools.compile_check: graph breaks)
+micro_batch_seqs = None  # sequences per forward; None: by GPU memory (64 on 80 GB). Same math.
 log_dir = "logs"
 checkpoint_dir = "checkpoints"  # resume a stopped run with RESUME=checkpoints/<log name>.pt
-checkpoint_every = None  # seconds between checkpoints; None: only on SIGTERM/SIGINT (each costs ~5 s for 1.4 GB)
+checkpoint_every = None  # seconds between checkpoints; None: on SIGTERM/SIGINT only (~5 s each)
 
 # -----------------------------------------------------------------------------
 # Init & Optim Hyperparams: main() calls the functions below; as written they are OPEN PR #339's (not a merged record).
@@ -494,7 +425,6 @@ lr_cool_end, lr_cool_power = 2900, 1.2  # PowerCool: lr = min(initial lr, power_
 lookahead_scale, lookahead_ema, lookahead_start, lookahead_rest = 0.3, 0.99, 300, 950
 # the tail EMA (after_step), kept while 2400 <= steps done < 2900, and its readout 0.4 w + 0.6 ema (readouts)
 tail_ema_start, tail_ema_end, tail_ema_tau, tail_ema_blend = 2400, 2900, 150, 0.6
-
 
 def init_params(model):
     """Torch's default init of every layer, then the record's changes: both projections of every block and the
@@ -523,7 +453,6 @@ def init_params(model):
             block.norm1.gains.copy_(1.0 - 0.125 * s)
             block.norm2.gains.copy_(1.0 + 0.125 * s)
 
-
 def paired_gain_signs(width, seed, layer, device, head_dim=128):
     """CGI signs of a pair of layers: per head of 128 channels, the first layer's count of +1 is a fair coin count
     shrunk halfway to 64, the second layer's the complement 128 - count, each in a random order (a generator of its
@@ -543,7 +472,6 @@ def paired_gain_signs(width, seed, layer, device, head_dim=128):
             signs.append(ordered[torch.randperm(head_dim, device=device, generator=gen)])
     return torch.cat(first), torch.cat(second)
 
-
 def make_optimizers(model):
     muon = Muon([(n, p) for n, p in model.blocks.named_parameters() if p.ndim == 2], lr=0.0375, mu=0.95)
     adam = torch.optim.AdamW([dict(params=[model.embed.weight], lr=0.3), dict(params=[model.proj.weight], lr=1 / 320)],
@@ -562,7 +490,6 @@ def make_optimizers(model):
         group["power_c"] = 1.6589351369335795e-06
     return [muon, adam, aux]
 
-
 def muon_momentum(step):
     """0.85 -> 0.95 over the first 300 steps, 0.95 -> 0.85 over the last 200 steps of train_steps."""
     if step < 300:
@@ -570,7 +497,6 @@ def muon_momentum(step):
     if step > train_steps - 200:
         return 0.95 - (step - (train_steps - 200)) / 200 * (0.95 - 0.85)
     return 0.95
-
 
 def set_hparams(step, optimizers, state):
     """Every group's hyperparameters for `step`, set after its backward, before the optimizers step.
@@ -580,7 +506,6 @@ def set_hparams(step, optimizers, state):
         group["lr"] = min(group["initial_lr"], group["power_c"] * max(0.0, lr_cool_end - step) ** lr_cool_power)
     for group in optimizers[0].param_groups:
         group["mu"], group["step"] = muon_momentum(step), step
-
 
 def is_val_step(step):
     """Validate before training step `step` (step == train_steps: after the last one)? PR #339's val steps: every
@@ -595,7 +520,6 @@ def is_val_step(step):
 # before_forward, the optimizers' step and after_step only: val passes and readouts must leave them bit
 # for bit, and val losses must never steer training (RULES.md 2.6; tools.preflight checks all of this).
 
-
 @torch.no_grad()
 def before_forward(step, model, optimizers, state):
     """EMA-Nesterov: from step 300 to train_steps - 950 (excluded) every weight moves by 0.3 (lr / initial lr)
@@ -607,7 +531,6 @@ def before_forward(step, model, optimizers, state):
     if lookahead_start <= step < train_steps - lookahead_rest:
         embed = optimizers[1].param_groups[0]
         torch._foreach_add_(params, state["lookahead"], alpha=lookahead_scale * (embed["lr"] / embed["initial_lr"]))
-
 
 @torch.no_grad()
 def after_step(step, model, optimizers, state):
@@ -623,7 +546,6 @@ def after_step(step, model, optimizers, state):
         else:
             ema, weights = list(state["tail_ema"].values()), [named[n] for n in state["tail_ema"]]
             torch._foreach_add_(ema, torch._foreach_sub(weights, ema), alpha=1.0 / tail_ema_tau)
-
 
 @torch.no_grad()
 def readouts(step, model, val_loss, evaluate, state):
@@ -644,211 +566,170 @@ def readouts(step, model, val_loss, evaluate, state):
 # -----------------------------------------------------------------------------
 # Training and Validation
 
-
 def check_launch():
-    """Every fault that can be found before any GPU work, as one clear line (SystemExit)."""
+    """What must stop a launch before any GPU work, one line each (SystemExit). These faults and
+    more, explained: python -m tools.launch_check (the preflight runs it too)."""
     if device_type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. "
-                         "To check a script on CPU: python -m tools.preflight path/to/train_gpt_simple.py")
-    for name, ok, want in (
-            ("train_steps", type(train_steps) is int and train_steps >= 1, "a whole number >= 1"),
-            ("micro_batch_seqs", micro_batch_seqs is None or type(micro_batch_seqs) is int and micro_batch_seqs >= 1,
-             "None or a whole number >= 1"),
-            ("checkpoint_every", checkpoint_every is None or type(checkpoint_every) in (int, float)
-             and checkpoint_every >= 0, "None or seconds >= 0")):
-        if not ok:
-            raise SystemExit(f"{name} = {globals()[name]!r}: must be {want}")
-    seed = os.environ.get("SEED")
-    if seed is not None and not (seed.isascii() and seed.isdigit() and int(seed) < 2 ** 63):
-        raise SystemExit(f"SEED={seed!r}: must be a whole number from 0 to 2**63 - 1, such as the seed a log's "
-                         "'trial i/n seed S' line names")
+        raise SystemExit("train_gpt_simple.py needs CUDA GPUs and found none. To check a script on "
+                         "CPU: python -m tools.preflight path/to/train_gpt_simple.py")
+    if type(train_steps) is not int or train_steps < 1:
+        raise SystemExit(f"train_steps = {train_steps!r}: must be a whole number >= 1")
+    paths, val_paths, have = sorted(glob.glob(train_files)), glob.glob(val_files), 0
+    fix = "python data/cached_fineweb10B.py"
+    if not paths or not val_paths:
+        raise SystemExit(f"no shards at {val_files if paths else train_files} (run from the "
+                         f"repo root); download them with: {fix} 20")
     try:
-        inspect.signature(set_hparams).bind(0, [], {})
-    except TypeError:
-        raise SystemExit("set_hparams must take (step, optimizers, state): the trial's state is its third argument "
-                         "now; write def set_hparams(step, optimizers, state)") from None
-    train_paths, val_paths = sorted(glob.glob(train_files)), sorted(glob.glob(val_files))
-    if not train_paths or not val_paths:
-        raise SystemExit(f"no shards at {train_files if not train_paths else val_files} (run from the repo root); "
-                         "download them with: python data/cached_fineweb10B.py 20")
-    if [os.path.basename(p) for p in val_paths] != ["fineweb_val_000000.bin"]:
-        raise SystemExit(f"{val_files} matches {', '.join(val_paths)}: the val set is the one shard "
-                         "fineweb_val_000000.bin; python data/cached_fineweb10B.py --verify says what to repair")
-    have, per_shard = 0, steps_in_shard(10 ** 8, 524288)  # the benchmark's shards: 190 steps each
-    try:
-        for i, path in enumerate(train_paths, 1):  # shards 1, 2, ... with no gap up to the last one the run needs
+        for i, path in enumerate(paths, 1):  # shards 1, 2, ... up to the last one needed
             if have < train_steps and os.path.basename(path) != f"fineweb_train_{i:06d}.bin":
-                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}), and the stream "
-                                 f"would skip it: python data/cached_fineweb10B.py {min(len(train_paths) + 1, 103)}")
+                raise SystemExit(f"train shard fineweb_train_{i:06d}.bin is missing (next: {path}),"
+                                 f" and the stream would skip it: {fix} {min(len(paths) + 1, 103)}")
             have += steps_in_shard(shard_token_count(path), batch_size)
         val_have = shard_token_count(val_paths[0])
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
-    if have < train_steps:
-        chunks = math.ceil(train_steps / per_shard)
-        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the {len(train_paths)} train "
-                         f"shards hold only {have}: " + (f"python data/cached_fineweb10B.py {chunks}" if chunks <= 103
-                         else f"all 103 shards of the benchmark hold {103 * per_shard} steps"))
-    if val_have < val_tokens + 2:
-        raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = {val_tokens + 2}")
-
+    except (OSError, ValueError) as e:  # a damaged shard, a directory, a dangling link
+        raise SystemExit(f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else e) from None
+    if val_have < val_tokens + 2:  # the val batch takes val_tokens + 1 from a longer shard
+        raise SystemExit(f"{val_paths[0]}: {val_have} tokens, fewer than val_tokens + 2 = "
+                         f"{val_tokens + 2}")
+    if have < train_steps:  # the benchmark's 103 shards: 190 steps each
+        raise SystemExit(f"train_steps = {train_steps} needs {train_steps} batches, but the "
+                         f"{len(paths)} train shards hold only {have}: " + (
+                             f"{fix} {-(-train_steps // 190)}" if train_steps <= 103 * 190 else
+                             "all 103 shards of the benchmark hold 19570 steps"))
 
 def check_state(value, path="state"):
     """SystemExit naming the first value of the trial's state that a checkpoint cannot hold."""
-    if isinstance(value, (dict, list, tuple)):
-        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
-            if isinstance(value, dict):  # a key is saved too
-                check_state(key, f"a key of {path}")
-            check_state(item, f"{path}[{key!r}]")
-    elif not (value is None or isinstance(value, (torch.Tensor, bool, int, float, str))):
-        raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, numbers, strings and "
-                         "lists, tuples and dicts of them; keep the values it stands for instead")
-
+    pairs = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+        value, (list, tuple)) else ()
+    for key, item in pairs:
+        check_state(key, f"a key of {path}")  # torch.load(weights_only=True) checks keys too
+        check_state(item, f"{path}[{key!r}]")
+    if not isinstance(value, (dict, list, tuple, torch.Tensor, bool, int, float, str, type(None))):
+        raise SystemExit(f"{path} is a {type(value).__name__}: a checkpoint holds only tensors, "
+                         "numbers, strings and lists, tuples and dicts of them; keep the values it "
+                         "stands for instead")
 
 def choose_micro_batch(device, seqs_per_rank, world_size):
-    """micro_batch_seqs, or the largest that fits the GPU: peak ~ 2.1 + 0.42 GiB per sequence (docs/speed.md)."""
-    if micro_batch_seqs is None:
-        gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if device.type == "cuda" else 80
-        return math.gcd(64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8, seqs_per_rank)
-    if micro_batch_seqs >= seqs_per_rank:  # one forward per rank and step (the header line says so)
-        return seqs_per_rank
-    if seqs_per_rank % micro_batch_seqs:
-        raise SystemExit(f"micro_batch_seqs = {micro_batch_seqs} does not divide the {seqs_per_rank} sequences each of "
-                         f"the {world_size} ranks takes per step: use one of "
-                         + ", ".join(str(d) for d in range(1, seqs_per_rank + 1) if seqs_per_rank % d == 0))
-    return micro_batch_seqs
+    """micro_batch_seqs, or the most that fit the GPU: ~2.1 + 0.42 GiB each (docs/speed.md)."""
+    cuda = device.type == "cuda"
+    gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if cuda else 80
+    n = micro_batch_seqs or (64 if gib >= 35 else 32 if gib >= 20 else 16 if gib >= 11 else 8)
+    if seqs_per_rank % min(n, seqs_per_rank):
+        raise SystemExit(f"micro_batch_seqs = {n} does not divide the {seqs_per_rank} sequences "
+                         f"each of the {world_size} ranks takes per step: use one of " + ", ".join(
+                             str(d) for d in range(1, seqs_per_rank + 1) if not seqs_per_rank % d))
+    return min(n, seqs_per_rank)  # more: one forward per rank and step (the header says so)
 
-
-def load_checkpoint(path, code):
-    """The checkpoint at `path`, refused unless it is whole, was written by this very script, and its log is here."""
+def load_checkpoint(path, code, device):
+    """The checkpoint at `path`, refused unless whole, written by this very script, its log here."""
     try:
-        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs that torch.save writes
-            if z.testzip() is not None:
-                raise ValueError(f"corrupt member {z.testzip()}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as z:  # torch.load does not check the CRCs torch.save writes
+            bad = z.testzip() and f"not a whole checkpoint (corrupt member {z.testzip()})"
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        sha = isinstance(ckpt, dict) and ckpt.get("script_sha256")
+        why = bad or not sha and "not a checkpoint of train_gpt_simple.py" or sha != hashlib.sha256(
+            code.encode()).hexdigest() and (f"it was written by a different script; the log "
+                                            f"{ckpt.get('log_path')} holds its code")
     except Exception as e:
-        raise SystemExit(f"cannot resume from {path}: not a whole checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "script_sha256" not in ckpt:
-        raise SystemExit(f"cannot resume from {path}: not a checkpoint of train_gpt_simple.py")
-    if ckpt["script_sha256"] != hashlib.sha256(code.encode()).hexdigest():
-        raise SystemExit(f"cannot resume from {path}: it was written by a different script; "
-                         f"the log {ckpt.get('log_path')} holds the code that wrote it")
-    if not os.path.isfile(ckpt["log_path"]):
-        raise SystemExit(f"cannot resume from {path}: its log {ckpt['log_path']} is not there (it holds the run so "
-                         "far and gets the rest); put it back, or resume from the directory the run was launched in")
+        why = f"not a whole checkpoint ({type(e).__name__}: {e})"
+    if not why and not os.path.isfile(ckpt["log_path"]):
+        why = f"its log {ckpt['log_path']} is not there: put it back, or resume from its directory"
+    if why:
+        raise SystemExit(f"cannot resume from {path}: {why}")
     return ckpt
 
-
-def to_device(obj, device):
-    """A checkpoint's nested dicts, lists and tuples with every tensor moved to `device`."""
-    if torch.is_tensor(obj):
-        return obj.to(device)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(x, device) for x in obj)
-    return {k: to_device(v, device) for k, v in obj.items()} if isinstance(obj, dict) else obj
-
-
 def save_checkpoint(run, optimizers, **ckpt):
-    """Rank 0 writes `ckpt` with the model, every optimizer's state (sharded ones gather theirs) and the RNG.
-    Returns why the write failed (a full disk, say), or None; a failed write leaves the previous checkpoint."""
+    """Rank 0 writes `ckpt` with the model, every optimizer's state and the RNG. Returns why the
+    write failed (a full disk, say), or None; a failed write leaves the previous checkpoint."""
     check_state(ckpt["state"])
-    opt_states = [opt.state_dict() for opt in optimizers]  # on every rank: a sharded state_dict() is a collective
-    if run.rank != 0:
-        return None
-    cuda_rng = torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None
+    ckpt.update(optimizers=[opt.state_dict() for opt in optimizers],  # all ranks: sharded ones meet
+                script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
+                num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
+                rng=torch.get_rng_state(), cuda_rng=run.cuda and torch.cuda.get_rng_state())
     try:
-        torch.save(dict(ckpt, script_sha256=hashlib.sha256(run.code.encode()).hexdigest(), log_path=run.log_path,
-                        num_trials=run.num_trials, seed0=run.seed0, model=run.raw_model.state_dict(),
-                        optimizers=opt_states, rng=torch.get_rng_state(), cuda_rng=cuda_rng), run.ckpt_path + ".tmp")
-        os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the previous checkpoint stays until this one is whole
+        if run.rank == 0:
+            torch.save(ckpt, run.ckpt_path + ".tmp")
+            os.replace(run.ckpt_path + ".tmp", run.ckpt_path)  # the last stays until this is whole
+            run.saved = (ckpt["trial"], ckpt["step"])
     except (OSError, RuntimeError) as e:
         if os.path.exists(run.ckpt_path + ".tmp"):
             os.remove(run.ckpt_path + ".tmp")
         return f"{type(e).__name__}: {str(e).strip().splitlines()[-1]}"
-    run.saved = (ckpt["trial"], ckpt["step"])
-    return None
-
 
 def restore(run, ckpt, optimizers):
     """The interrupted trial's model, optimizer states (each rank keeps its own shard) and RNG."""
     run.raw_model.load_state_dict(ckpt["model"])
     for opt, sd in zip(optimizers, ckpt["optimizers"]):
         opt.load_state_dict(sd)
-    torch.set_rng_state(ckpt["rng"])
-    if run.device.type == "cuda":
-        torch.cuda.set_rng_state(ckpt["cuda_rng"], run.device)
-    return to_device(ckpt["state"], run.device)
-
+    torch.set_rng_state(ckpt["rng"].cpu())
+    if run.cuda:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), run.device)
+    return ckpt["state"]
 
 def evaluate(run):
-    """Val loss of the model's current weights: the summed loss over the val set and the ranks, per token."""
+    """Val loss of the current weights: the loss summed over the val set and ranks, per token."""
     with torch.no_grad():
-        loss = sum(run.model(run.val_inputs[i:i + run.micro], run.val_targets[i:i + run.micro]).double()
-                   for i in range(0, len(run.val_inputs), run.micro))
+        loss = sum(run.model(x, y).double() for x, y in zip(run.val_inputs.split(run.micro),
+                                                           run.val_targets.split(run.micro)))
     if run.world_size > 1:
         dist.all_reduce(loss)
     return loss.item() / val_tokens
 
-
 def forward_backward(run, inputs, targets):
-    """One forward and one backward per microbatch; loss and gradients are sums over the microbatches."""
+    """One forward and one backward per microbatch; loss and gradients are sums over them."""
     train_loss = 0
-    for i in range(0, len(inputs), run.micro):
-        loss = run.model(inputs[i:i + run.micro], targets[i:i + run.micro])
+    for x, y in zip(inputs.split(run.micro), targets.split(run.micro)):
+        loss = run.model(x, y)
         loss.backward()
         train_loss += loss.detach()
     return train_loss
 
-
 def optimizer_step(run, optimizers):
-    """Sum the gradients over ranks and step every optimizer. A MatrixOptimizer (with `owner`) sums its own
-    inside step(); the rest are all-reduced asynchronously (one per matrix, one for all vectors together)
-    and waited for just before the first optimizer that reads them."""
-    works = []
+    """Sum the gradients over ranks, step every optimizer. A MatrixOptimizer (`owner`) sums its own;
+    the rest are all-reduced asynchronously (one per matrix, one for all vectors), waited for just
+    before the first optimizer that reads them."""
+    works, sharded = [], {p for opt in optimizers for p in getattr(opt, "owner", {})}
+    grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
+    vectors = [g for g in grads if g.ndim < 2]  # biases and gains
     if run.world_size > 1:
-        sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
-        grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
-        vectors = [g for g in grads if g.ndim < 2]  # biases and gains
-        buckets = [g for g in grads if g.ndim >= 2] + ([torch.cat([g.flatten() for g in vectors])] if vectors else [])
+        buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])]
         works = [dist.all_reduce(b, async_op=True) for b in buckets]
     for opt in optimizers:
         if works and not getattr(opt, "owner", None):
             for work in works:
                 work.wait()
-            if vectors:
-                sums = buckets[-1].split([g.numel() for g in vectors])
-                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
+            sums = buckets[-1].split([g.numel() for g in vectors])
+            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
             works = []
         opt.step()
     run.raw_model.zero_grad(set_to_none=True)
-
 
 def run_trial(run, trial, ckpt):
     """One trial: a fresh init (or the checkpoint's state), then every step with its val passes."""
     seed, tag = run.seed0 + trial, f"trial {trial + 1}/{run.num_trials}"
     run.raw_model.zero_grad(set_to_none=True)
-    if ckpt:
-        optimizers = make_optimizers(run.raw_model)
-        state = restore(run, ckpt, optimizers)
-        start, reached, train_time = ckpt["step"], ckpt["reached"], ckpt["train_time"]
-        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size {run.world_size} "
-            f"(micro_batch_seqs {run.micro})")
-    else:
+    if not ckpt:
         log(run, f"{tag} seed {seed}")
         torch.manual_seed(seed)
         init_params(run.raw_model)
-        optimizers = make_optimizers(run.raw_model)
-        for group in (g for opt in optimizers for g in opt.param_groups):
-            group["initial_lr"] = group["lr"]
-        state, start, reached, train_time = {}, 0, None, 0.0
-    train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size, seq_len, run.device)
+    optimizers = make_optimizers(run.raw_model)
+    for group in (g for opt in optimizers for g in opt.param_groups):
+        group["initial_lr"] = group["lr"]  # a resume loads the saved groups over these
+    state, start, reached, train_time = {}, 0, None, 0.0
+    if ckpt:
+        state, start, reached, train_time = restore(run, ckpt, optimizers), ckpt["step"], \
+            ckpt["reached"], ckpt["train_time"]
+        log(run, f"{tag} resumed from {run.ckpt_path} at step {start} on world_size "
+            f"{run.world_size} (micro_batch_seqs {run.micro})")
+    train_loader = distributed_data_generator(train_files, batch_size, run.rank, run.world_size,
+                                              seq_len, run.device)
     for _ in range(start):
         next(train_loader)
-    if run.device.type == "cuda":
+    if run.cuda:
         torch.cuda.reset_peak_memory_stats(run.device)
-    # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on the host during
-    # the next step, after its forward and backward are queued: no step waits for the GPU
-    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.device.type == "cuda"), None
+    # each step's flags [loss not finite, stop signal, checkpoint due], MAX over ranks, are read on
+    # the host during the next step, after its forward and backward are queued: no step waits
+    flags, flags_ready = torch.zeros(3, dtype=torch.int32, pin_memory=run.cuda), None
     val, last_save, t0 = float("nan"), time.perf_counter(), time.perf_counter()
     for step in range(start, train_steps + 1):
         if step == train_steps or is_val_step(step):  # every trial validates after its last step
@@ -856,10 +737,10 @@ def run_trial(run, trial, ckpt):
             train_time += time.perf_counter() - t0  # the clock stops during val
             val = evaluate(run)
             extra = readouts(step, run.raw_model, val, lambda: evaluate(run), state)
-            log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}" + "".join(f" {k}:{v:.5f}" for k, v in extra.items())
-                + f" train_time:{train_time:.3f}s step_avg:{1000 * train_time / max(step, 1):.2f}ms")
-            if reached is None and val <= 3.28:
-                reached = step
+            log(run, f"step:{step}/{train_steps} val_loss:{val:.5f}" + "".join(
+                f" {k}:{v:.5f}" for k, v in extra.items()) + f" train_time:{train_time:.3f}s "
+                f"step_avg:{1000 * train_time / max(step, 1):.2f}ms")
+            reached = step if reached is None and val <= 3.28 else reached
             check_state(state)
             t0 = time.perf_counter()
         if step == train_steps:
@@ -872,123 +753,118 @@ def run_trial(run, trial, ckpt):
                 flags_ready.synchronize()
             nonfinite, signum, save = flags.tolist()
             if nonfinite:
-                log(run, f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on with the next trial")
+                log(run, f"{tag} stopped: training loss is nan or inf at step {step - 1}; going on "
+                    "with the next trial")
                 break
-        due = run.rank == 0 and checkpoint_every is not None and time.perf_counter() - last_save > checkpoint_every
-        step_flags = torch.stack([~torch.isfinite(train_loss), torch.full((), run.stop[0] if run.stop else 0,
-                                  device=run.device), torch.full((), due, device=run.device)]).int()
-        flags_sent = dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True) if run.world_size > 1 else None
+        due = run.rank == 0 and checkpoint_every is not None and \
+            time.perf_counter() - last_save > checkpoint_every
+        step_flags = torch.stack([~torch.isfinite(train_loss)] + [torch.full(
+            (), v, device=run.device) for v in (run.stop[0] if run.stop else 0, due)]).int()
+        sent = run.world_size > 1 and dist.all_reduce(step_flags, dist.ReduceOp.MAX, async_op=True)
         set_hparams(step, optimizers, state)
         optimizer_step(run, optimizers)
         after_step(step, run.raw_model, optimizers, state)
         if step == start:
             check_state(state)
-        if flags_sent is not None:  # waited for only now: the all-reduce ran under the optimizers' steps
-            flags_sent.wait()
+        if run.world_size > 1:  # waited for only now: it ran under the optimizers' steps
+            sent.wait()
         flags.copy_(step_flags, non_blocking=True)
-        if run.device.type == "cuda":
-            flags_ready = torch.cuda.Event()
-            flags_ready.record()
-        if step > start and (signum or save):  # the state after this step: a resume starts at step + 1
+        if run.cuda:
+            (flags_ready := torch.cuda.Event()).record()
+        now = train_time + time.perf_counter() - t0  # the public script's console line
+        if run.rank == 0:
+            print(f"step:{step + 1}/{train_steps} train_time:{now:.3f}s "
+                  f"step_avg:{1000 * now / (step + 1):.2f}ms")
+        if step > start and (signum or save):  # the state after this step: a resume starts there
             run.sync()
             train_time += time.perf_counter() - t0
-            failed = save_checkpoint(run, optimizers, trial=trial, step=step + 1, train_time=train_time,
-                                     reached=reached, state=state)
+            failed = save_checkpoint(run, optimizers, trial=trial, step=step + 1,
+                                     train_time=train_time, reached=reached, state=state)
             last_save = t0 = time.perf_counter()
             kept = f"trial {run.saved[0] + 1} step {run.saved[1]}" if run.saved else "none"
             if failed:
-                log(run, f"{tag} checkpoint at step {step + 1} not written ({failed}); the last one is {kept}, "
-                    "so the steps since are unprotected" + ("" if signum else "; training goes on"))
+                log(run, f"{tag} checkpoint at step {step + 1} not written ({failed}); the last "
+                    f"one is {kept}, so the steps since are unprotected" + (
+                        "" if signum else "; training goes on"))
             if signum:
                 log(run, f"{tag} stopped by signal {signum} at step {step + 1}; " + (
-                    "no checkpoint to resume from" if not run.saved else f"checkpoint {run.ckpt_path}; resume with: "
-                    f"RESUME={run.ckpt_path} and the same launch command" + (f" (from {kept})" if failed else "")))
+                    f"checkpoint {run.ckpt_path}; resume with: RESUME={run.ckpt_path} and the same "
+                    "launch command" + (f" (from {kept})" if failed else "") if run.saved else
+                    "no checkpoint to resume from"))
                 raise SystemExit(128 + signum)
-    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.device.type == "cuda" else 0.0
-    log(run, f"{tag} target val_loss<=3.28 " + (f"first reached at step {reached}" if reached is not None else "not reached"))
+    peak = torch.cuda.max_memory_allocated(run.device) / 2 ** 30 if run.cuda else 0.0
+    log(run, f"{tag} target val_loss<=3.28 " + (
+        "not reached" if reached is None else f"first reached at step {reached}"))
     log(run, f"{tag} summary: steps {step} final_val_loss {val:.5f} train_time {train_time:.3f}s "
         f"step_avg {1000 * train_time / max(step, 1):.2f}ms peak_mem {peak:.1f}GiB seed {seed}")
 
-
 def log(run, line, echo=True):
     if run.rank == 0:
-        if echo:
-            print(line)
+        print(line) if echo else None
         run.logfile.write(line + "\n")
         run.logfile.flush()
 
-
 def main(num_trials=1):
-    try:
-        rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    except ValueError:
-        raise SystemExit("RANK and WORLD_SIZE must be whole numbers (torchrun sets them); "
-                         f"got RANK={os.environ.get('RANK')!r} WORLD_SIZE={os.environ.get('WORLD_SIZE')!r}") from None
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    seed0 = int(os.environ.get("SEED", int.from_bytes(os.urandom(6), "little")))
     if world_size < 1 or 8 % world_size or not 0 <= rank < world_size:
-        raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below it): "
-                         "launch with torchrun --nproc_per_node 1, 2, 4 or 8")
+        raise SystemExit(f"world size {world_size} does not divide 8 (or rank {rank} is not below "
+                         "it): launch with torchrun --nproc_per_node 1, 2, 4 or 8")
     check_launch()
-    with open(__file__) as f:
-        code = f.read()
-    resume = os.environ.get("RESUME")
-    ckpt = load_checkpoint(resume, code) if resume else None
-    log_path = ckpt["log_path"] if ckpt else os.path.abspath(os.path.join(os.path.expanduser(log_dir),
-                                                                          f"{uuid.uuid4()}.txt"))
-    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir), os.path.basename(log_path)[:-4] + ".pt")
-    for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
-        try:  # found now, not when a stop signal asks for a checkpoint
-            os.makedirs(directory, exist_ok=True)
-            tempfile.TemporaryFile(dir=directory).close()
-        except OSError as e:
-            raise SystemExit(f"cannot write to {directory} ({e.strerror or e}): the run's log and checkpoints go "
-                             "there; make it writable or set log_dir / checkpoint_dir in the Setup section") from None
-    if device_type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    cuda, resume, code = device_type == "cuda", os.environ.get("RESUME"), open(__file__).read()
+    device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0)) if cuda else None)
+    if cuda:
         torch.cuda.set_device(device)
-        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability(device) == (8, 0):
-            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public modded-nanogpt issue "
-                             "#268): install torch 2.11 or newer")
-        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention fails to build a plan for this layout on some versions
-    else:
-        device = torch.device("cpu")
+        if torch.__version__.startswith("2.10") and torch.cuda.get_device_capability() == (8, 0):
+            raise SystemExit("torch 2.10 with torch.compile gives NaN losses on A100 (public "
+                             "modded-nanogpt issue #268): install torch 2.11 or newer")
+        torch.backends.cuda.enable_cudnn_sdp(False)  # cuDNN attention: no plan for this layout
+    ckpt = resume and load_checkpoint(resume, code, device)
+    log_path = ckpt["log_path"] if ckpt else os.path.abspath(
+        os.path.join(os.path.expanduser(log_dir), f"{uuid.uuid4()}.txt"))
+    ckpt_path = resume or os.path.join(os.path.expanduser(checkpoint_dir),
+                                       os.path.basename(log_path)[:-4] + ".pt")
+    for directory in {os.path.dirname(log_path), os.path.dirname(os.path.abspath(ckpt_path))}:
+        os.makedirs(directory, exist_ok=True)
     micro = choose_micro_batch(device, batch_size // world_size // seq_len, world_size)
     if world_size > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints the run after the next step, then exits
-    old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
+    stop = []  # a stop signal (preemption, Ctrl-C) checkpoints after the next step, then exits
+    old_handlers = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
+                    for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, code=code, stop=stop, micro=micro,
-                                    sync=torch.cuda.synchronize if device.type == "cuda" else lambda: None,
-                                    log_path=log_path, ckpt_path=ckpt_path, saved=ckpt and (ckpt["trial"], ckpt["step"]))
+        run = types.SimpleNamespace(rank=rank, world_size=world_size, device=device, cuda=cuda,
+                                    code=code, stop=stop, micro=micro, log_path=log_path,
+                                    ckpt_path=ckpt_path,
+                                    saved=ckpt and (ckpt["trial"], ckpt["step"]),
+                                    sync=torch.cuda.synchronize if cuda else lambda: None)
         if rank == 0:
             run.logfile = open(run.log_path, "a")
             print(f"logging to {run.log_path}")
         if not ckpt:
-            log(run, code, echo=False)
-            log(run, "=" * 100, echo=False)
-            name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-            log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | world_size {world_size} "
-                f"| micro_batch_seqs {run.micro}" + (f" (micro_batch_seqs = {micro_batch_seqs} is more than the {run.micro} "
-                "sequences of a rank)" if micro_batch_seqs and micro_batch_seqs > run.micro else ""))
+            name, more = torch.cuda.get_device_name(device) if cuda else "cpu", micro_batch_seqs
+            log(run, code + "\n" + "=" * 100, echo=False)
+            log(run, f"PyTorch {torch.__version__} | CUDA {torch.version.cuda} | device {name} | "
+                f"world_size {world_size} | micro_batch_seqs {micro}" + (f" (micro_batch_seqs ="
+                f" {more} is more than the {micro} sequences of a rank)" * ((more or 0) > micro)))
             log(run, "=" * 100, echo=False)
         with torch.device(device):
             run.raw_model = GPT(vocab_size, num_layers, model_dim)
         run.model = compiled(run.raw_model, device)
-        run.val_inputs, run.val_targets = next(distributed_data_generator(val_files, val_tokens, rank, world_size,
-                                                                          seq_len, device))
-        seed0 = int(os.environ["SEED"]) if "SEED" in os.environ else int.from_bytes(os.urandom(6), "little")
+        run.val_inputs, run.val_targets = next(distributed_data_generator(
+            val_files, val_tokens, rank, world_size, seq_len, device))
+        seed0 = torch.tensor(ckpt["seed0"] if ckpt else seed0, device=device)
         if world_size > 1:  # every rank initializes from rank 0's seed
-            seed0_t = torch.tensor(seed0, device=device)
-            dist.broadcast(seed0_t, 0)
-            seed0 = seed0_t.item()
-        run.seed0, run.num_trials = (ckpt["seed0"], ckpt["num_trials"]) if ckpt else (seed0, num_trials)
+            dist.broadcast(seed0, 0)
+        run.seed0, run.num_trials = seed0.item(), ckpt["num_trials"] if ckpt else num_trials
         for trial in range(ckpt["trial"] if ckpt else 0, run.num_trials):
             try:
                 run_trial(run, trial, ckpt if ckpt and trial == ckpt["trial"] else None)
             except torch.OutOfMemoryError:
-                raise SystemExit(f"out of GPU memory with micro_batch_seqs = {run.micro} sequences per forward: set "
-                                 f"micro_batch_seqs = {max(1, run.micro // 2)} in the Setup section (same math)") from None
-        if rank == 0 and os.path.exists(run.ckpt_path):  # every trial is done: resuming would only replay a finished run
+                raise SystemExit(f"out of GPU memory with micro_batch_seqs = {micro} sequences per "
+                                 f"forward: set micro_batch_seqs = {max(1, micro // 2)} in the "
+                                 "Setup section (same math)") from None
+        if rank == 0 and os.path.exists(run.ckpt_path):  # a resume would replay a finished run
             os.remove(run.ckpt_path)
             log(run, f"all trials done: removed the checkpoint {run.ckpt_path}")
     finally:
@@ -997,9 +873,9 @@ def main(num_trials=1):
         if dist.is_initialized():
             dist.destroy_process_group()
 
-
 if __name__ == "__main__":
     arg = sys.argv[-1] if len(sys.argv) > 1 else "1"
     if not (arg.isascii() and arg.isdigit()) or int(arg) < 1:
-        raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} [num_trials]  (got {arg!r})")
+        raise SystemExit(f"usage: torchrun --standalone --nproc_per_node=N {sys.argv[0]} "
+                         f"[num_trials]  (got {arg!r})")
     main(int(arg))
