@@ -5,7 +5,6 @@ phase; its Muon is the harness's MatrixOptimizer machinery with the math in upda
 and 4 ranks; its state (the K-FAC covariances included) resumes exactly from a checkpoint; its init is the PR's;
 outside its three sections it is the harness's script."""
 import functools
-import inspect
 import math
 import os
 import re
@@ -14,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ckpt_instruments as ci
 import record341_reference as ref
 import record_instruments as ri
 from tools import compile_check, tiny
@@ -264,19 +262,7 @@ def sharded():
 
 
 def test_sharded_muon_gives_the_same_bits_on_1_2_and_4_ranks(sharded):
-    """Each rank updates the matrices assign_ranks gives it, in stacks of whatever size that makes; every rank ends
-    with the one-rank result bit for bit (the gradients' sum over ranks is exact: rank 0 holds them, the others 0)."""
-    (single,) = sharded[1]
-    # 3 layers: 12 square (q, k, v, attn.proj) and 6 MLP matrices; an MLP matrix costs 17.5 square ones, so 4 ranks
-    # split 2, 2, 1, 1 MLP matrices and the squares go to the two ranks with one
-    assert single["owned"] == 18 and [r["owned"] for r in sharded[2]] == [9, 9]
-    assert [r["owned"] for r in sharded[4]] == [2, 2, 7, 7]
-    for world_size in (2, 4):
-        for r in sharded[world_size]:
-            assert r["error"] is None, r["error"]
-            assert r["params"].keys() == single["params"].keys()
-            for n, p in single["params"].items():
-                assert torch.equal(r["params"][n], p), (world_size, r["rank"], n)
+    ri.assert_the_same_bits_on_1_2_and_4_ranks(sharded)
 
 
 def test_init_is_the_records():
@@ -313,14 +299,7 @@ def test_init_is_the_records():
 
 
 def test_the_optimizer_machinery_is_the_harness_verbatim():
-    """compiled, assign_ranks and MatrixOptimizer are the harness's, character for character; the record's Muon
-    only adds its math (update, cost) and its param groups (__init__)."""
-    harness = tiny.load_script(os.path.join(ROOT, "train_gpt_simple.py"), "harness_for_record46")
-    for name in ("compiled", "assign_ranks", "MatrixOptimizer"):
-        assert inspect.getsource(getattr(rec, name)) == inspect.getsource(getattr(harness, name)), name
-    assert rec.Muon.__bases__ == (rec.MatrixOptimizer,)
-    defined = [k for k, v in vars(rec.Muon).items() if inspect.isfunction(v) and v.__qualname__.startswith("Muon.")]
-    assert defined == ["__init__", "cost", "update"]  # (torch.optim wraps step() in the class: not the record's)
+    ri.assert_the_optimizer_machinery_is_the_harness_verbatim(rec, "harness_for_record341")
 
 
 def test_rmsnorm_in_float32():
@@ -332,20 +311,8 @@ def test_rmsnorm_in_float32():
     assert torch.equal(norm(x), (F.rms_norm(x.float(), (16,)) * norm.gains).bfloat16())
 
 
-def sections(code):
-    parts = code.split("# -----------------------------------------------------------------------------\n")
-    return {p.split("\n", 1)[0].split(":")[0]: p for p in parts[1:]} | {"header": parts[0]}
-
-
 def test_outside_its_two_sections_the_record_is_the_harness_script():
-    mine, harness = (sections(open(path).read()) for path in (RECORD, os.path.join(ROOT, "train_gpt_simple.py")))
-    assert mine.keys() == harness.keys()
-    changed = [k for k in harness if mine[k] != harness[k]]
-    assert changed == ["# Architecture", "# Optimizer", "# Init & Optim Hyperparams"], (
-        f"{RECORD} differs from train_gpt_simple.py in {changed}: copy the harness's other sections into the record")
-    old = "        return F.rms_norm(x, (x.size(-1),), self.gains.type_as(x))\n"
-    new = "        return (norm(x.float()) * self.gains).type_as(x)  # in float32 (a precision-only change)\n"
-    assert mine["# Architecture"] == harness["# Architecture"].replace(old, new)
+    ri.assert_the_record_is_the_harness_outside_its_sections(RECORD)
 
 
 # -----------------------------------------------------------------------------
@@ -361,37 +328,9 @@ STOP_AT = 21  # SIGTERM in the forward of step 20: the state after step 21 is sa
 VAL_RE = re.compile(r"^step:(\d+)/30 val_loss:(\d+\.\d{5}) val_ema_loss:(\d+\.\d{5}) train_time:")
 
 
-class Runs:
-    def __init__(self, root):
-        self.root, self.cache = str(root), {}
-        self.train, self.val = tiny.tiny_data(os.path.join(self.root, "data"), RUN["train_steps"])
-
-    def run(self, name, world_size, instrument, resume=""):
-        over = dict(tiny.TINY, micro_batch_seqs=8, train_files=self.train, val_files=self.val, **RUN,
-                    log_dir=os.path.join(self.root, name, "logs"), checkpoint_dir=os.path.join(self.root, name, "ckpt"))
-        results = tiny.run(RECORD, world_size, over, 1, instrument, env=dict(SEED="5", RESUME=resume), start_method="fork")
-        (log,) = os.listdir(over["log_dir"])
-        with open(os.path.join(over["log_dir"], log)) as f:
-            return results, f.read(), over["checkpoint_dir"]
-
-    def whole(self, world_size):
-        key = ("whole", world_size)
-        if key not in self.cache:
-            self.cache[key] = self.run(f"whole{world_size}", world_size, ci.capture_trials)
-        return self.cache[key]
-
-    def resumed(self, world_size):
-        name = f"stop{world_size}"
-        _, stopped_log, ckpt_dir = self.run(name, world_size, functools.partial(ci.signal_at, STOP_AT, {world_size - 1}))
-        (ckpt,) = os.listdir(ckpt_dir)
-        saved = torch.load(os.path.join(ckpt_dir, ckpt), weights_only=True)
-        results, log, _ = self.run(name, world_size, ci.capture_trials, os.path.join(ckpt_dir, ckpt))
-        return stopped_log, saved, results, log
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return Runs(tmp_path_factory.mktemp("record46"))
+    return ri.ResumeRuns(RECORD, tmp_path_factory.mktemp("record46"), RUN, STOP_AT)
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
