@@ -247,8 +247,8 @@ BROKEN = {
     "updates": ("a group with lr 0", [("dict(params=[model.proj.weight], lr=0.004)",
                                         "dict(params=[model.proj.weight], lr=0.0)")], None),
     "ranks": ("the summed gradients of biases and gains never reach .grad (each rank trains on its own)",
-              [("            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
-                "            pass\n")], None),
+              [("                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])\n",
+                "                pass\n")], None),
     "ranks@state": ("after_step keeps a value that differs by rank in `state`", [], '''
 def after_step(step, model, optimizers, state):
     state["seen"] = torch.tensor(float(dist.get_rank()) if dist.is_initialized() else 0.0)

@@ -548,3 +548,11 @@ def test_the_console_gets_a_line_per_step_and_the_log_does_not(tmp_path, data, c
     assert kinds == (["seed", "val", "val", "target", "summary:"] * 2), kinds  # steps 0 and 13 of each trial
     echoed = [line for line in console if not STEP_LINE.match(line) and not line.startswith("logging to ")]
     assert echoed == [body[1]] + body[3:]  # the console echoes the log's lines, less the script and the rules
+
+
+def test_frozen_biases_and_gains_train_on_two_ranks(data, tmp_path):
+    """With no vector gradient at all (every bias and gain frozen) the all-reduce of the non-sharded gradients has
+    no vector bucket: the run trains on 2 ranks and the frozen values stay as they were."""
+    results, log = launch(data, str(tmp_path), 2, 4, instrument=ti.frozen_vectors)
+    assert [r["vectors_moved"] for r in results] == [False, False]
+    assert "trial 1/1 summary: steps 4 " in log

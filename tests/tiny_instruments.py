@@ -154,3 +154,25 @@ def adamw_everywhere_fp32(module, result):
         return [torch.optim.AdamW(model.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.01)]
     module.make_optimizers = make_optimizers
     track_trials(module, result)
+
+
+def frozen_vectors(module, result):
+    """Every bias and gain frozen (requires_grad False, so no gradient): the optimizers get only matrices.
+    result["vectors_moved"]: whether a frozen parameter changed by the end of the run."""
+    init_params, main = module.init_params, module.main
+
+    def frozen_init(model):
+        init_params(model)
+        result["frozen"] = {n: p.detach().clone() for n, p in model.named_parameters() if p.ndim < 2}
+        for p in model.parameters():
+            p.requires_grad_(p.ndim >= 2)
+        module._model = model
+
+    def watched_main(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        finally:
+            named = dict(module._model.named_parameters())
+            result["vectors_moved"] = any(not torch.equal(named[n], v) for n, v in result["frozen"].items())
+
+    module.init_params, module.main = frozen_init, watched_main

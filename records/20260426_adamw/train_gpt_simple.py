@@ -455,14 +455,16 @@ def optimizer_step(run, optimizers):
     grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
     vectors = [g for g in grads if g.ndim < 2]  # biases and gains
     if run.world_size > 1:
-        buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])]
+        buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])
+                                                       for _ in vectors[:1]]  # none if none
         works = [dist.all_reduce(b, async_op=True) for b in buckets]
     for opt in optimizers:
         if works and not getattr(opt, "owner", None):
             for work in works:
                 work.wait()
-            sums = buckets[-1].split([g.numel() for g in vectors])
-            torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
+            if vectors:
+                sums = buckets[-1].split([g.numel() for g in vectors])
+                torch._foreach_copy_(vectors, [s.view_as(g) for s, g in zip(sums, vectors)])
             works = []
         opt.step()
     run.raw_model.zero_grad(set_to_none=True)
@@ -563,7 +565,8 @@ def run_trial(run, trial, ckpt):
 
 def log(run, line, echo=True):
     if run.rank == 0:
-        print(line) if echo else None
+        if echo:
+            print(line)
         run.logfile.write(line + "\n")
         run.logfile.flush()
 
