@@ -327,8 +327,11 @@ def test_ctrl_c_stops_every_run_and_leaves_no_process(copies):
     stall = f"\ndef init_params(model):\n    open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close()\n" \
             "    while True:\n        pass\n"
     path = pc.write(copies, "stall", [], stall)
+    # started with SIGINT ignored, as a shell script's background job is (CI, nohup ... &): the preflight must
+    # still stop on it (it did not, and this test then waited for ever on such a machine)
     proc = subprocess.Popen([sys.executable, "-c", NO_LIMITS, str(path), "--steps", str(STEPS)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 600  # only against a hang of the test itself: nothing here has a limit
         while len(os.listdir(started)) < 2 and proc.poll() is None and time.monotonic() < deadline:

@@ -122,13 +122,16 @@ def main(argv=None):
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)  # a stop from outside ends every run, as Ctrl-C does
+    # Ctrl-C and a stop from outside end every run. SIGINT gets the handler too: a process started in the background
+    # by a shell script (CI, nohup ... &) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         info = preflight(args.script, args.steps, progress, args.keep_logs, args.compile)
     except KeyboardInterrupt:
         print("preflight: interrupted: every run of the script was stopped; nothing was judged", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     print(json.dumps(info, indent=1, default=str) if args.json else format_report(info))
     return 0 if info["ok"] else 2 if info.get("bad_input") else 1
