@@ -675,10 +675,12 @@ def optimizer_step(run, optimizers):
     """Sum the gradients over ranks, step every optimizer. A MatrixOptimizer (`owner`) sums its own;
     the rest are all-reduced asynchronously (one per matrix, one for all vectors), waited for just
     before the first optimizer that reads them."""
-    works, sharded = [], {p for opt in optimizers for p in getattr(opt, "owner", {})}
-    grads = [p.grad for p in run.raw_model.parameters() if p.grad is not None and p not in sharded]
-    vectors = [g for g in grads if g.ndim < 2]  # biases and gains
-    if run.world_size > 1:
+    works = []
+    if run.world_size > 1:  # on one rank nothing to sum: no work per step here
+        sharded = {p for opt in optimizers for p in getattr(opt, "owner", {})}
+        grads = [p.grad for p in run.raw_model.parameters()
+                 if p.grad is not None and p not in sharded]
+        vectors = [g for g in grads if g.ndim < 2]  # biases and gains
         buckets = [g for g in grads if g.ndim >= 2] + [torch.cat([g.flatten() for g in vectors])
                                                        for _ in vectors[:1]]  # none if none
         works = [dist.all_reduce(b, async_op=True) for b in buckets]
