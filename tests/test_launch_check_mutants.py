@@ -123,14 +123,13 @@ def test_a_rank_without_a_world_size_is_one_rank_of_one():
 # data_problems: a missing val shard, a second val shard, the val shard's length at the bound
 
 
-def data_module(tmp_path, val_names=("fineweb_val_000000.bin",), val_len=None, train=True):
+def data_module(tmp_path, val_names=("fineweb_val_000000.bin",)):
+    """The script pointed at one train shard and val shards of exactly val_tokens + 2 tokens, the least it takes."""
     module = module_with()
     (tmp_path / "d").mkdir()
-    if train:
-        write_shard(tmp_path / "d" / "fineweb_train_000001.bin", np.zeros(100, dtype=np.int64))
+    write_shard(tmp_path / "d" / "fineweb_train_000001.bin", np.zeros(100, dtype=np.int64))
     for name in val_names:
-        write_shard(tmp_path / "d" / name, np.zeros(module.val_tokens + 2 if val_len is None else val_len,
-                                                    dtype=np.int64))
+        write_shard(tmp_path / "d" / name, np.zeros(module.val_tokens + 2, dtype=np.int64))
     module.train_files, module.val_files = (str(tmp_path / "d" / f"fineweb_{k}_*.bin") for k in ("train", "val"))
     return module
 
@@ -146,7 +145,7 @@ def test_a_val_shard_of_exactly_val_tokens_plus_two_is_enough(tmp_path):
 
 
 def test_a_second_val_shard_is_one_problem_even_when_damaged(tmp_path):
-    module = data_module(tmp_path, val_names=("fineweb_val_000000.bin",))
+    module = data_module(tmp_path)
     damaged(tmp_path / "d", "fineweb_val_000001.bin")
     (problem,) = launch_check.data_problems(module)
     assert "the val set is the one shard fineweb_val_000000.bin" in problem
@@ -195,13 +194,9 @@ def test_torch_2_10_is_refused_on_an_a100_only(monkeypatch, version, capability,
 
 def test_launch_problems_is_the_scripts_own_line(tmp_path):
     module = module_with(train_files=str(tmp_path / "none_*.bin"))
-    assert launch_check.launch_problems(module) == [_refusal(module)]
-
-
-def _refusal(module):
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit) as refusal:
         module.check_launch()
-    return str(e.value.code)
+    assert launch_check.launch_problems(module) == [str(refusal.value.code)]
 
 
 # -----------------------------------------------------------------------------
